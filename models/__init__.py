@@ -1,0 +1,1 @@
+"""What personastream learns: session features, the intent model and the persona model."""

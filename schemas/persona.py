@@ -1,0 +1,33 @@
+"""The output record: who this session is like right now, and how likely it is to buy."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class FeatureContribution(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    feature: str
+    contribution: float = Field(description="log-odds contribution to the intent score (LightGBM pred_contrib)")
+
+
+class PersonaEvent(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    session_id: str
+    visit: int = Field(description="visit number within this session id (a new one starts after the inactivity gap)")
+    event_time: datetime = Field(description="event time of the newest event reflected here")
+    persona: str
+    persona_id: int
+    persona_confidence: float = Field(ge=0, le=1)
+    intent_score: float = Field(ge=0, le=1, description="calibrated probability that this visit ends in a purchase")
+    intent_band: str = Field(description="low | medium | high, thresholds in the intent model metadata")
+    top_features: list[FeatureContribution] = Field(default_factory=list)
+    recommended_action: str = "none"
+    intent_model_version: str
+    persona_model_version: str
+    events_seen: int = Field(description="events of this visit processed so far")
+    page_views: int
