@@ -210,3 +210,11 @@ def fold_session(session: UCISession) -> Iterator[tuple[Event, SessionState]]:
         state = start_visit(None, event) if state is None else state
         fold(state, event, lookup)
         yield event, state
+
+
+def prefix(session: UCISession, fraction: float) -> UCISession:
+    """The visit cut after the first ``ceil(fraction * page views)`` page views and their dwell events."""
+    views = [i for i, event in enumerate(session.events) if event["type"] == "page_view"]
+    keep = max(1, math.ceil(fraction * len(views)))
+    end = views[keep] if keep < len(views) else len(session.events)
+    return UCISession(session.session_id, session.events[:end], session.pages)

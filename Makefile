@@ -1,0 +1,37 @@
+# personastream — `make demo` runs the pipeline end to end; `make test` runs the whole suite.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PS := $(BIN)/personastream
+
+.PHONY: demo test bench train evaluate schema kafka-jars clean
+
+$(VENV): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(VENV)
+
+kafka-jars: $(VENV)
+	$(PS) kafka fetch
+
+demo: $(VENV) kafka-jars
+	$(BIN)/python -m stream.demo
+
+test: $(VENV) kafka-jars
+	$(BIN)/python -m pytest -q -rs
+
+bench: $(VENV) kafka-jars
+	$(PS) bench
+
+train: $(VENV)
+	$(PS) train
+
+evaluate: $(VENV)
+	$(PS) evaluate --out reports/evaluation
+
+schema: $(VENV)
+	$(PS) schema --out schemas/json
+
+clean:
+	rm -rf $(VENV) .personastream

@@ -1,0 +1,1 @@
+"""How events flow: the Faust app, topics, agents, sessionization, publishing and the CLI."""

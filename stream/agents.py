@@ -1,0 +1,81 @@
+"""Faust agents, tasks and web views: thin wiring of topics and tables to :mod:`stream.sessions`."""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from schemas.pages import PageStats
+from stream import metrics
+from stream.app import (
+    app, dead_letters, events, page_counters, page_feed, page_observations, page_table, pages, personas,
+    processor, sessions, SETTINGS,
+)
+from stream.pages import page_record
+from stream.sessions import Record
+
+
+@app.task
+async def load_pages() -> None:
+    """Read the pages topic into memory: fully before the first batch is scored, then live."""
+    await page_feed.run()
+
+
+@app.agent(events)
+async def sessionize(stream):
+    """Validate, sessionize, fold, score and publish, a batch at a time."""
+    async for batch in stream.take_events(SETTINGS.batch_size, within=SETTINGS.batch_window_s):
+        await page_feed.ready.wait()
+        started = time.perf_counter()
+        records = [Record(e.message.key, e.message.value, e.message.topic, e.message.partition, e.message.offset)
+                   for e in batch]
+        result = processor.process(records, sessions.data)
+        for key, (partition, blob) in result.states.items():
+            sessions.data[key] = blob
+            sessions.send_changelog(partition, key, blob)
+        for persona in result.personas:
+            await personas.send(key=persona.session_id.encode(), value=orjson.dumps(persona.model_dump(mode="json")))
+        for letter in result.dead_letters:
+            await dead_letters.send(value=letter.model_dump_json().encode())
+        for page_id, counts in result.page_observations.items():
+            await page_observations.send(key=page_id.encode(), value=orjson.dumps(counts))
+        metrics.EVENTS.inc(len(records))
+        metrics.DEAD_LETTERS.inc(len(result.dead_letters))
+        metrics.DUPLICATES.inc(result.duplicates)
+        metrics.PERSONAS.inc(len(result.personas))
+        metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+
+
+@app.agent(page_observations)
+async def aggregate_pages(stream):
+    """Count views, entrances, exits and bounces per page; publish observed page statistics."""
+    async for event in stream.events():
+        key = event.message.key
+        counts = orjson.loads(page_counters[key]) if key in page_counters else {}
+        for name, n in orjson.loads(event.message.value).items():
+            counts[name] = counts.get(name, 0) + n
+        page_counters[key] = orjson.dumps(counts)
+        views = counts.get("views", 0)
+        if views:
+            stats = PageStats(page_id=key.decode(), source="observed", views=views,
+                              bounce_rate=min(1.0, counts.get("bounces", 0) / max(counts.get("entrances", 0), 1)),
+                              exit_rate=min(1.0, counts.get("exits", 0) / views), page_value=0.0)
+            record_key, value = page_record(stats)
+            await pages.send(key=record_key, value=value)
+
+
+@app.page("/metrics")
+async def prometheus_metrics(web, request):
+    return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+
+@app.page("/status")
+async def status(web, request):
+    return web.json({
+        "intent_model_version": processor.intent.version,
+        "persona_model_version": processor.persona.version,
+        "pages": {"catalog": len(page_table.catalog), "observed": len(page_table.observed),
+                  "ready": page_feed.ready.is_set()},
+    })

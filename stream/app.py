@@ -1,0 +1,55 @@
+"""The Faust application: ``faust -A stream.app worker`` or ``personastream worker``.
+
+Topics and tables are declared here; the agents in :mod:`stream.agents` wire them to the pure
+processing in :mod:`stream.sessions`.
+"""
+
+from __future__ import annotations
+
+import faust
+
+from models.intent import IntentModel
+from models.persona import PersonaModel
+from stream.config import settings
+from stream.pages import PageFeed, PageTable
+from stream.sessions import SessionProcessor
+from stream.topics import page_observations_topic
+
+SETTINGS = settings()
+INTENT = IntentModel.load()
+
+app = faust.App(
+    SETTINGS.app_id,
+    broker=SETTINGS.broker,
+    store=SETTINGS.store,
+    datadir=str(SETTINGS.home / "worker"),
+    topic_partitions=SETTINGS.partitions,
+    topic_replication_factor=SETTINGS.replication_factor,
+    topic_allow_declare=True,
+    topic_disable_leader=False,
+    consumer_auto_offset_reset="earliest",
+    table_standby_replicas=0,
+    web_port=SETTINGS.web_port,
+    web_host="127.0.0.1",
+    stream_buffer_maxsize=8192,
+    broker_max_poll_records=2000,
+    producer_linger=0.005,
+    key_serializer="raw",
+    value_serializer="raw",
+    stream_recovery_delay=0.0,
+)
+
+events = app.topic(SETTINGS.events_topic, key_serializer="raw", value_serializer="raw")
+personas = app.topic(SETTINGS.personas_topic, key_serializer="raw", value_serializer="raw")
+dead_letters = app.topic(SETTINGS.dlq_topic, key_serializer="raw", value_serializer="raw")
+pages = app.topic(SETTINGS.pages_topic, key_serializer="raw", value_serializer="raw")
+page_observations = app.topic(page_observations_topic(SETTINGS), key_serializer="raw", value_serializer="raw")
+
+sessions = app.Table("sessions", partitions=SETTINGS.partitions)
+page_counters = app.Table("page-counters", partitions=SETTINGS.partitions)
+
+page_table = PageTable(prior=INTENT.page_prior)
+page_feed = PageFeed(SETTINGS.bootstrap, SETTINGS.pages_topic, page_table)
+processor = SessionProcessor(intent=INTENT, persona=PersonaModel(), pages=page_table, gap_s=SETTINGS.session_gap_s)
+
+import stream.agents  # noqa: E402,F401 - registers agents, tasks and web views on ``app``

@@ -1,0 +1,272 @@
+"""The ``personastream`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import orjson
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from stream.config import Settings, settings
+
+cli = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+kafka_cli = typer.Typer(no_args_is_help=True, help="The local single-node Kafka broker (KRaft) for development.")
+pages_cli = typer.Typer(no_args_is_help=True, help="The page statistics table.")
+cli.add_typer(kafka_cli, name="kafka")
+cli.add_typer(pages_cli, name="pages")
+console = Console(stderr=True)
+
+BrokerOpt = typer.Option(None, "--broker", help="kafka://host:port (env PERSONASTREAM_BROKER)")
+HomeOpt = typer.Option(None, "--home", help="runtime state directory (env PERSONASTREAM_HOME)")
+DEFAULT_UCI = Path("../shared/data/online_shoppers/train.csv")
+
+
+def fail(message: str, code: int = 2) -> None:
+    console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+def _settings(**overrides) -> Settings:
+    try:
+        return settings(**overrides)
+    except ValueError as exc:
+        fail(f"invalid configuration: {exc}")
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                    console=console)
+
+
+def _ensure_topics(conf: Settings) -> None:
+    from stream.topics import TopicLayoutError, ensure_topics
+
+    try:
+        created = asyncio.run(ensure_topics(conf))
+    except TopicLayoutError as exc:
+        fail(str(exc))
+    except Exception as exc:  # noqa: BLE001 - connection problems: name the broker
+        fail(f"cannot reach Kafka at {conf.bootstrap}: {exc!r}")
+    if created:
+        console.print(f"created topics: {', '.join(created)}")
+
+
+# --- kafka ----------------------------------------------------------------------------------------
+
+def _broker(home: Optional[Path], port: Optional[int]):
+    from stream.broker import LocalBroker
+
+    conf = _settings(home=home, kafka_port=port)
+    return LocalBroker(conf.home, conf.kafka_port, conf.kafka_version)
+
+
+@kafka_cli.command("fetch")
+def kafka_fetch() -> None:
+    """Download the Kafka broker jars with Maven into the cache."""
+    from stream.broker import BrokerError, fetch
+
+    try:
+        console.print(f"Kafka jars in {fetch(_settings().kafka_version)}")
+    except BrokerError as exc:
+        fail(str(exc))
+
+
+@kafka_cli.command("start")
+def kafka_start(home: Optional[Path] = HomeOpt,
+                port: Optional[int] = typer.Option(None, help="broker port (env PERSONASTREAM_KAFKA_PORT)")) -> None:
+    """Start the broker (fetching jars and formatting storage on first use) and wait until it answers."""
+    from stream.broker import BrokerError
+
+    broker = _broker(home, port)
+    try:
+        pid = broker.start()
+    except BrokerError as exc:
+        fail(str(exc))
+    console.print(f"Kafka {broker.version} running on 127.0.0.1:{broker.port} (pid {pid}, state in {broker.root})")
+
+
+@kafka_cli.command("stop")
+def kafka_stop(home: Optional[Path] = HomeOpt, port: Optional[int] = typer.Option(None)) -> None:
+    """Stop the broker started from this home."""
+    console.print("stopped" if _broker(home, port).stop() else "not running")
+
+
+@kafka_cli.command("status")
+def kafka_status(home: Optional[Path] = HomeOpt, port: Optional[int] = typer.Option(None)) -> None:
+    """Say whether the broker of this home is running."""
+    typer.echo(_broker(home, port).status())
+
+
+# --- pipeline ------------------------------------------------------------------------------------
+
+@cli.command()
+def topics(broker: Optional[str] = BrokerOpt) -> None:
+    """Create the pipeline's topics (the worker and replay commands also do this)."""
+    _ensure_topics(_settings(broker=broker))
+
+
+@cli.command()
+def worker(broker: Optional[str] = BrokerOpt, home: Optional[Path] = HomeOpt,
+           web_port: Optional[int] = typer.Option(None, help="Faust web port: /metrics, /status"),
+           loglevel: str = typer.Option("warning", "--loglevel", "-l")) -> None:
+    """Run a Faust worker (equivalent: faust -A stream.app worker). Start more to scale out."""
+    for name, value in (("BROKER", broker), ("HOME", home), ("WEB_PORT", web_port)):
+        if value is not None:
+            os.environ[f"PERSONASTREAM_{name}"] = str(value)
+    conf = _settings()
+    _ensure_topics(conf)
+    from models.intent import ModelFileError
+
+    try:
+        from stream.app import app
+    except ModelFileError as exc:
+        fail(str(exc))
+    sys.argv = ["personastream", "worker", "-l", loglevel, "--web-port", str(conf.web_port),
+                "--web-host", "127.0.0.1"]
+    app.main()
+
+
+@cli.command()
+def schema(out: Path = typer.Option(Path("schemas/json"), help="directory for the JSON Schema files")) -> None:
+    """Write JSON Schema for every event and output model, for producers in other languages."""
+    from pydantic import TypeAdapter
+
+    from schemas import DeadLetter, Event, PageStats, PersonaEvent
+
+    out.mkdir(parents=True, exist_ok=True)
+    models = {"event": TypeAdapter(Event).json_schema(), "persona_event": PersonaEvent.model_json_schema(),
+              "dead_letter": DeadLetter.model_json_schema(), "page_stats": PageStats.model_json_schema()}
+    for name, document in models.items():
+        (out / f"{name}.schema.json").write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2))
+        console.print(f"wrote {out / f'{name}.schema.json'}")
+
+
+def _read_uci(path: Path, limit: Optional[int] = None):
+    from models.uci import UCIFormatError, read_uci
+
+    if not path.is_file():
+        fail(f"{path} does not exist")
+    try:
+        frame = read_uci(path)
+    except UCIFormatError as exc:
+        fail(str(exc))
+    return frame.head(limit) if limit else frame
+
+
+@cli.command()
+def train(csv: Path = typer.Argument(DEFAULT_UCI, help="UCI Online Shoppers CSV with a Revenue column")) -> None:
+    """Train the LightGBM intent model with the stream's feature code; write models/artifacts/."""
+    from models.train import train as train_model
+
+    frame = _read_uci(csv)
+    with _progress() as progress:
+        task = progress.add_task("replaying sessions", total=len(frame))
+        meta = train_model(frame, str(csv), progress=lambda i: progress.update(task, completed=i + 1))
+    cv = meta["cv"]
+    console.print(f"intent model {meta['version']}: {cv['folds']}-fold CV ROC-AUC {cv['roc_auc']['mean']:.4f} "
+                  f"± {cv['roc_auc']['std']:.4f}, PR-AUC {cv['pr_auc']['mean']:.4f} ± {cv['pr_auc']['std']:.4f}")
+
+
+@cli.command()
+def replay(file: Path = typer.Argument(..., help="JSONL (one event per line) or CSV (dotted column names)"),
+           speed: Optional[float] = typer.Option(None, help="speed factor of real (event) time; default: as fast as possible"),
+           broker: Optional[str] = BrokerOpt) -> None:
+    """Push raw events to the events topic, keyed by session_id."""
+    from stream.replay import read_events
+
+    conf = _settings(broker=broker)
+    if not file.is_file():
+        fail(f"{file} does not exist")
+    records = read_events(file)
+    _ensure_topics(conf)
+    _send(conf, records, speed, f"replaying {file.name}")
+
+
+def _send(conf: Settings, records, speed: Optional[float], label: str) -> None:
+    from stream.replay import paced, produce
+
+    with _progress() as progress:
+        task = progress.add_task(label, total=len(records))
+        sent = asyncio.run(produce(conf.bootstrap, conf.events_topic, paced(records, speed),
+                                   lambda n: progress.advance(task, n)))
+    console.print(f"sent {sent} events to {conf.events_topic}")
+
+
+@cli.command("replay-uci")
+def replay_uci(csv: Path = typer.Argument(DEFAULT_UCI, help="UCI Online Shoppers CSV"),
+               limit: Optional[int] = typer.Option(None, help="replay only the first N rows"),
+               fraction: float = typer.Option(1.0, min=0.0, max=1.0, help="replay each visit up to this share of its page views"),
+               speed: Optional[float] = typer.Option(None, help="speed factor of real time; default: as fast as possible"),
+               settle: float = typer.Option(1.0, help="seconds to wait after seeding page statistics"),
+               broker: Optional[str] = BrokerOpt) -> None:
+    """Replay every UCI row as one visit `uci-<i>`: page catalog first, then interleaved events."""
+    import time
+
+    from stream.replay import seed_pages, uci_records
+
+    conf = _settings(broker=broker)
+    frame = _read_uci(csv, limit)
+    catalog, records = uci_records(frame, fraction)
+    _ensure_topics(conf)
+    asyncio.run(seed_pages(conf.bootstrap, conf.pages_topic, catalog))
+    console.print(f"seeded {len(catalog)} pages into {conf.pages_topic}")
+    time.sleep(settle)
+    _send(conf, records, speed, f"replaying {len(frame)} UCI visits")
+
+
+@cli.command("score-uci")
+def score_uci(csv: Path = typer.Argument(DEFAULT_UCI, help="UCI Online Shoppers CSV"),
+              out: Path = typer.Option(..., help="output CSV: session_id,intent_score,persona"),
+              limit: Optional[int] = typer.Option(None, help="score only the first N rows"),
+              fraction: float = typer.Option(1.0, min=0.0, max=1.0, help="score each visit up to this share of its page views")) -> None:
+    """Score UCI rows offline with the worker's own processing code."""
+    from models.intent import IntentModel, ModelFileError
+    from stream.offline import score_uci as score
+
+    try:
+        intent = IntentModel.load()
+    except ModelFileError as exc:
+        fail(str(exc))
+    frame = _read_uci(csv, limit)
+    result = score(frame, intent, fraction=fraction)
+    result.to_csv(out, index=False, float_format="%.17g")
+    console.print(f"wrote {len(result)} scores to {out}")
+
+
+@cli.command()
+def tail(as_json: bool = typer.Option(False, "--json", help="one JSON object per line"),
+         idle_exit: Optional[float] = typer.Option(None, help="exit after S seconds without a new event"),
+         from_beginning: bool = typer.Option(False, help="start at the oldest PersonaEvent"),
+         broker: Optional[str] = BrokerOpt) -> None:
+    """Show the persona topic as a live table (or JSON lines)."""
+    from stream.tail import run
+
+    conf = _settings(broker=broker)
+    run(conf.bootstrap, conf.personas_topic, as_json, idle_exit, from_beginning)
+
+
+@pages_cli.command("seed")
+def pages_seed(catalog: Path = typer.Argument(..., help="CSV/JSONL with page_id,bounce_rate,exit_rate,page_value"),
+               broker: Optional[str] = BrokerOpt) -> None:
+    """Seed page statistics from a catalog (catalog values win over online-observed ones)."""
+    from stream.replay import read_catalog, seed_pages
+
+    conf = _settings(broker=broker)
+    if not catalog.is_file():
+        fail(f"{catalog} does not exist")
+    try:
+        records = read_catalog(catalog)
+    except ValueError as exc:
+        fail(f"{catalog}: {exc}")
+    _ensure_topics(conf)
+    console.print(f"seeded {asyncio.run(seed_pages(conf.bootstrap, conf.pages_topic, records))} pages")
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,39 @@
+"""Settings from the environment (``PERSONASTREAM_*``) and command-line overrides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PERSONASTREAM_", extra="ignore")
+
+    broker: str = Field("kafka://127.0.0.1:9092", description="Kafka bootstrap URL(s), kafka://host:port[;host:port]")
+    home: Path = Field(Path(".personastream"), description="runtime state: broker data, logs, worker tables")
+    app_id: str = "personastream"
+    events_topic: str = "clickstream.events"
+    personas_topic: str = "clickstream.personas"
+    dlq_topic: str = "clickstream.dlq"
+    pages_topic: str = "clickstream.pages"
+    partitions: int = Field(4, ge=1, description="partitions of the events topic and every table changelog")
+    replication_factor: int = Field(1, ge=1, description="replication factor of topics the pipeline creates")
+    session_gap_s: float = Field(1800.0, gt=0, description="event-time inactivity gap that ends a visit")
+    batch_size: int = Field(500, ge=1, description="events taken per batch by the session agent")
+    batch_window_s: float = Field(0.1, gt=0, le=0.5, description="longest wait to fill a batch")
+    store: str = Field("memory://", description="Faust table store: memory:// or rocksdb://")
+    web_port: int = Field(6066, ge=0, le=65535)
+    kafka_port: int = Field(9092, ge=1, le=65535, description="port of the local development broker")
+    kafka_version: str = "4.1.1"
+
+    @property
+    def bootstrap(self) -> str:
+        """The broker list as plain host:port pairs, for aiokafka clients."""
+        return ",".join(part.removeprefix("kafka://") for part in self.broker.replace(";", ",").split(","))
+
+
+def settings(**overrides: object) -> Settings:
+    """Settings from the environment, with non-None overrides applied."""
+    return Settings(**{key: value for key, value in overrides.items() if value is not None})

@@ -1,0 +1,10 @@
+"""Prometheus metrics of a worker, served by the Faust web server at /metrics."""
+
+from prometheus_client import Counter, Histogram
+
+EVENTS = Counter("personastream_events_total", "raw records consumed")
+DEAD_LETTERS = Counter("personastream_dead_letters_total", "records sent to the dead-letter topic")
+DUPLICATES = Counter("personastream_duplicate_events_total", "events dropped as duplicates by event_id")
+PERSONAS = Counter("personastream_persona_events_total", "PersonaEvents published")
+BATCH_SECONDS = Histogram("personastream_batch_seconds", "processing time of one batch",
+                          buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))

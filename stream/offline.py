@@ -1,0 +1,31 @@
+"""Offline scoring of UCI rows through the very processor the worker runs (no Kafka)."""
+
+from __future__ import annotations
+
+import orjson
+import pandas as pd
+
+from models.intent import IntentModel
+from models.persona import PersonaModel
+from models.uci import prefix, sessions
+from stream.pages import PageTable
+from stream.sessions import Record, SessionProcessor
+
+
+def score_uci(frame: pd.DataFrame, intent: IntentModel, persona: PersonaModel | None = None,
+              fraction: float = 1.0) -> pd.DataFrame:
+    """``session_id, intent_score, persona`` after each row's last event (or its ``fraction``)."""
+    table = PageTable(prior=intent.page_prior)
+    processor = SessionProcessor(intent=intent, persona=persona or PersonaModel(), pages=table, top_features=0)
+    states: dict[bytes, bytes] = {}
+    rows = []
+    for session in sessions(frame):
+        session = prefix(session, fraction) if fraction < 1 else session
+        for stats in session.pages:
+            table.apply(f"catalog/{stats.page_id}".encode(), orjson.dumps(stats.model_dump()))
+        key = session.session_id.encode()
+        records = [Record(key, orjson.dumps(e), "offline", 0, i) for i, e in enumerate(session.events)]
+        result = processor.process(records, states)
+        final = result.personas[-1]
+        rows.append((final.session_id, final.intent_score, final.persona))
+    return pd.DataFrame(rows, columns=["session_id", "intent_score", "persona"])
