@@ -1,0 +1,216 @@
+"""Personas: features, snapshots, merging, name stability, robustness and lift on real UCI sessions (no Kafka)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models.features import SessionState
+from models.persona import (ARTIFACT, BOUNDS, DEFAULT_ACTIONS, FEATURES, HIGH_INTENT, UNASSIGNED, PersonaModel,
+                            persona_features, recommend, rule_names)
+from models.persona_eval import final_states, oof_intent, profile_table
+from models.uci import fold_session, read_uci, sessions
+
+SAMPLE = Path(__file__).parent / "data" / "uci_sample.csv"
+
+
+@pytest.fixture(scope="module")
+def uci():
+    """Persona features (out-of-fold intent), labels and final states of 2,000 real UCI sessions."""
+    frame = read_uci(SAMPLE)
+    states = final_states(frame)
+    labels = frame["Revenue"].to_numpy(dtype=int)
+    intent = oof_intent(states, labels, rounds=120)
+    return [persona_features(s, p) for s, p in zip(states, intent)], labels, frame
+
+
+def trained(X, seed: int = 7, k: int = 6, upto: int | None = None) -> PersonaModel:
+    model = PersonaModel(k, seed=seed)
+    for i in np.random.default_rng(seed).permutation(len(X))[:upto]:
+        model.learn_one(X[i])
+    return model.rebase()
+
+
+def assignments(model: PersonaModel, X) -> list[tuple[int, str, float, str]]:
+    return [(a.persona_id, a.name, a.confidence, a.version) for a in map(model.predict_one, X)]
+
+
+# --- features -----------------------------------------------------------------------------------
+
+EXTREME_STATES = [
+    SessionState(),
+    SessionState(n_pages=0, sum_bounce=3.0, sum_exit=5.0, sum_value=100.0, d_product=50.0),
+    SessionState(n_pages=1, n_product=1, d_product=10 * 3600.0),
+    SessionState(n_pages=10**7, n_product=10**7, d_product=1e12, sum_value=1e15, sum_bounce=1e7, sum_exit=1e7),
+    SessionState(n_pages=3, n_admin=1, d_admin=math.nan, d_info=math.inf, d_product=-math.inf,
+                 sum_bounce=math.nan, sum_exit=-math.inf, sum_value=math.inf),
+    SessionState(n_pages=-5, n_admin=-1, n_product=2, d_product=-30.0, sum_value=-8.0),
+]
+
+
+@pytest.mark.parametrize("state", EXTREME_STATES)
+@pytest.mark.parametrize("intent", [0.0, 0.5, 1.0, -3.0, 7.0, math.nan, math.inf, -math.inf, None])
+def test_features_are_finite_and_bounded(state, intent):
+    x = persona_features(state, intent)
+    assert tuple(x) == FEATURES
+    for name, value in x.items():
+        lo, hi = BOUNDS[name]
+        assert math.isfinite(value) and lo <= value <= hi, (name, value)
+
+
+def test_features_of_every_event_of_real_sessions_are_finite(uci):
+    _, _, frame = uci
+    for session in list(sessions(frame.head(50))):
+        for _, state in fold_session(session):
+            assert all(math.isfinite(v) for v in persona_features(state, 0.3).values())
+
+
+# --- model basics ---------------------------------------------------------------------------------
+
+def test_cold_model_is_unassigned_until_warm(uci):
+    X, _, _ = uci
+    model = PersonaModel(warmup=50)
+    assert model.predict_one(X[0]).name == UNASSIGNED
+    for x in X[:50]:
+        model.learn_one(x)
+    a = model.predict_one(X[0])
+    assert a.persona_id >= 0 and a.name != UNASSIGNED and 0.0 <= a.confidence <= 1.0
+
+
+@pytest.mark.parametrize("k", [5, 6, 7])
+def test_configurable_number_of_personas_with_distinct_names(uci, k):
+    X, _, _ = uci
+    model = trained(X, k=k)
+    assert len(set(model.names)) == k and HIGH_INTENT in model.names
+
+
+@pytest.mark.parametrize("k", [4, 8])
+def test_persona_count_out_of_range(k):
+    with pytest.raises(ValueError):
+        PersonaModel(k)
+
+
+def test_shipped_artifact_loads_and_names_six_personas():
+    model = PersonaModel.load(ARTIFACT)
+    assert model.ready and len(set(model.names)) == 6 and model.version.startswith("persona-g")
+
+
+# --- snapshots and merging ------------------------------------------------------------------------
+
+def test_snapshot_round_trip_assigns_and_learns_identically(uci):
+    X, _, _ = uci
+    model = trained(X, upto=1500)
+    raw = model.to_bytes()
+    copy = PersonaModel.from_bytes(raw)
+    assert copy.to_bytes() == raw and copy.version == model.version
+    assert assignments(copy, X) == assignments(model, X)
+    for x in X[1500:]:
+        model.learn_one(x)
+        copy.learn_one(x)
+    assert copy.to_bytes() == model.to_bytes()
+    assert assignments(copy, X) == assignments(model, X)
+
+
+def test_merge_gives_one_model_both_workers_agree(uci):
+    X, _, _ = uci
+    base = trained(X, upto=1000)
+    workers = [PersonaModel.from_bytes(base.to_bytes()) for _ in range(2)]
+    for w, shard in zip(workers, (X[1000:1500], X[1500:])):
+        for x in shard:
+            w.learn_one(x)
+    assert workers[0].version != workers[1].version
+    merged = PersonaModel.merge([w.to_bytes() for w in workers])
+    assert PersonaModel.merge([workers[1], workers[0]]).to_bytes() == merged.to_bytes()  # order-free
+    a, b = (PersonaModel.from_bytes(merged.to_bytes()) for _ in range(2))
+    assert a.version == b.version == merged.version != base.version
+    assert merged.generation == base.generation + 1
+    assert merged.names == base.names
+    assert assignments(a, X) == assignments(b, X)
+    assert sum(merged.counts) == sum(base.counts) + 1000
+
+
+def test_merged_scaler_equals_one_model_that_saw_everything(uci):
+    X, _, _ = uci
+    base = trained(X, upto=1000)
+    single = PersonaModel.from_bytes(base.to_bytes())
+    workers = [PersonaModel.from_bytes(base.to_bytes()) for _ in range(2)]
+    for x in X[1000:1500]:
+        workers[0].learn_one(x)
+        single.learn_one(x)
+    for x in X[1500:]:
+        workers[1].learn_one(x)
+        single.learn_one(x)
+    merged = PersonaModel.merge(workers)
+    for f in FEATURES:
+        assert merged.scaler.counts[f] == single.scaler.counts[f]
+        assert merged.scaler.means[f] == pytest.approx(single.scaler.means[f], rel=1e-9, abs=1e-12)
+        assert merged.scaler.vars[f] == pytest.approx(single.scaler.vars[f], rel=1e-7, abs=1e-12)
+    same = np.mean([merged.predict_one(x).name == single.predict_one(x).name for x in X])
+    assert same >= 0.95
+
+
+# --- stability and robustness ---------------------------------------------------------------------
+
+def test_names_stable_after_further_learning(uci):
+    X, _, _ = uci
+    order = np.random.default_rng(7).permutation(len(X))
+    model = PersonaModel(seed=7)
+    for i in order[:1000]:
+        model.learn_one(X[i])
+    names = list(model.names)
+    before = [model.predict_one(x).name for x in X]
+    for i in order[1000:]:
+        model.learn_one(X[i])
+    after = [model.predict_one(x).name for x in X]
+    assert model.names == names
+    assert rule_names(model.centers()) == names  # the naming rule still agrees with the kept names
+    assert np.mean([a == b for a, b in zip(before, after)]) >= 0.9
+
+
+@pytest.mark.parametrize("source, bound", [("sample", 0.5), ("artifact", 0.25)])
+def test_extreme_sessions_do_not_drag_centroids(uci, source, bound):
+    """Each learned session moves one centroid by at most step × 2·clip σ; steps are 1/n per cluster."""
+    X, _, _ = uci
+    model = trained(X) if source == "sample" else PersonaModel.load(ARTIFACT)  # 2,000 vs 9,864 sessions
+    centers = model.centers()
+    extremes = [persona_features(s, p) for s in EXTREME_STATES for p in (0.0, 1.0, math.nan)]
+    extremes += [{f: 1e12 for f in FEATURES}, {f: -1e12 for f in FEATURES}, {f: math.nan for f in FEATURES},
+                 {f: math.inf for f in FEATURES}, {"pages": 1e9}, {}]
+    for x in extremes * 3:
+        model.learn_one(x)
+    moved = np.abs(model.centers() - centers)
+    assert np.isfinite(model.centers()).all()
+    assert moved.max() < bound, moved.max()  # in σ units, after 60+ adversarial sessions
+
+
+# --- quality on real sessions -----------------------------------------------------------------------
+
+def test_high_intent_persona_lift_and_spread(uci):
+    X, y, _ = uci
+    model = trained(X)
+    table = profile_table(X, y, [model.predict_one(x).name for x in X])
+    assert table["lift"].idxmax() == HIGH_INTENT
+    assert table.loc[HIGH_INTENT, "lift"] >= 3.0
+    rates = table["conversion %"] / 100
+    assert rates.max() - rates.min() >= 0.4 and rates.min() < 0.5 * y.mean()
+
+
+def test_shipped_artifact_lift_on_sample(uci):
+    X, y, _ = uci
+    model = PersonaModel.load(ARTIFACT)
+    table = profile_table(X, y, [model.predict_one(x).name for x in X])
+    assert table.loc[HIGH_INTENT, "lift"] >= 3.0
+
+
+# --- actions --------------------------------------------------------------------------------------
+
+def test_recommendations_have_defaults_and_are_configurable():
+    assert "reviews" in recommend(HIGH_INTENT, "high")
+    assert "discount" in recommend("Account & Cart Visitor", "low")
+    assert "simplif" in recommend("Bouncer", "medium")
+    assert recommend("Unknown Persona", "low") == DEFAULT_ACTIONS[("*", "low")]
+    assert recommend("Bouncer", "high", {("*", "*"): "x"}) == "x"
+    assert recommend("Bouncer", "high", {}) == "no intervention"
