@@ -152,6 +152,9 @@ FEATURES = (
     "BounceRates", "ExitRates", "PageValues", "SpecialDay",
     "Month", "OperatingSystems", "Browser", "Region", "TrafficType", "VisitorType", "Weekend",
     "TotalPages", "TotalDuration", "ProductDurationPerPage",
+    # derived, from SessionState fields only (the stream computes them on every event)
+    "PageValueTotal", "ProductShare", "DurationPerPage",
+    "AdministrativeDurationPerPage", "InformationalDurationPerPage", "ExitMinusBounce",
 )
 
 Vocabulary = Mapping[str, Mapping[str, int]]
@@ -190,6 +193,12 @@ def session_features(state: SessionState, vocabulary: Vocabulary) -> list[float]
         float(is_weekend(start)),
         total_pages, total_duration,
         state.d_product / state.n_product if state.n_product else 0.0,
+        state.sum_value,
+        state.n_product / total_pages if total_pages else math.nan,
+        total_duration / total_pages if total_pages else 0.0,
+        state.d_admin / state.n_admin if state.n_admin else 0.0,
+        state.d_info / state.n_info if state.n_info else 0.0,
+        (state.sum_exit - state.sum_bounce) / n if n else math.nan,
     ]
 
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import lightgbm as lgb
 import numpy as np
@@ -22,6 +22,53 @@ class ModelFileError(RuntimeError):
     """A model file that is missing, corrupt or built for another feature list."""
 
 
+CALIBRATIONS = ("identity", "platt", "isotonic")
+
+
+def calibrate(raw: np.ndarray, calibration: Mapping) -> np.ndarray:
+    """Map raw model probabilities through the monotone calibration stored in the metadata.
+
+    ``identity``: unchanged; ``platt``: ``sigmoid(a * logit(raw) + b)`` with ``a > 0``;
+    ``isotonic``: piecewise-linear interpolation between breakpoints ``x -> y``, constant beyond
+    them. Each is an elementwise function, so a row scores the same alone or in a batch.
+    """
+    raw = np.asarray(raw, dtype=np.float64)
+    method = calibration["method"]
+    if method == "identity":
+        return raw
+    if method == "platt":
+        p = np.clip(raw, 1e-12, 1 - 1e-12)
+        z = calibration["a"] * (np.log(p) - np.log1p(-p)) + calibration["b"]
+        return 1.0 / (1.0 + np.exp(-z))
+    if method == "isotonic":
+        return np.interp(raw, calibration["x"], calibration["y"])
+    raise ValueError(f"unknown calibration method {method!r}")
+
+
+def _check_calibration(calibration, metadata_file: Path) -> dict:
+    """The metadata's calibration, validated as a non-decreasing map into [0, 1]."""
+    try:
+        method = calibration["method"]
+        if method == "identity":
+            return {"method": "identity"}
+        if method == "platt":
+            a, b = float(calibration["a"]), float(calibration["b"])
+            if a > 0 and np.isfinite(a) and np.isfinite(b):
+                return {"method": "platt", "a": a, "b": b}
+        elif method == "isotonic":
+            x = np.asarray(calibration["x"], dtype=np.float64)
+            y = np.asarray(calibration["y"], dtype=np.float64)
+            if (x.ndim == 1 and x.shape == y.shape and len(x) >= 2 and np.all(np.isfinite(x))
+                    and np.all(np.isfinite(y)) and np.all(np.diff(x) > 0) and np.all(np.diff(y) >= 0)
+                    and y[0] >= 0 and y[-1] <= 1):
+                return {"method": "isotonic", "x": x.tolist(), "y": y.tolist()}
+    except (KeyError, TypeError, ValueError):
+        pass
+    raise ModelFileError(f"intent model metadata {metadata_file} has no valid calibration: expected "
+                         f"method in {CALIBRATIONS} with its parameters (platt: a > 0, b; isotonic: "
+                         "increasing x, non-decreasing y in [0, 1])")
+
+
 @dataclass(frozen=True)
 class IntentModel:
     booster: lgb.Booster
@@ -29,6 +76,7 @@ class IntentModel:
     vocabulary: Vocabulary
     bands: dict[str, float]
     page_prior: tuple[float, float, float]
+    calibration: dict = field(default_factory=lambda: {"method": "identity"})
 
     @classmethod
     def load(cls, model_file: Path = MODEL_FILE, metadata_file: Path = METADATA_FILE) -> "IntentModel":
@@ -55,12 +103,25 @@ class IntentModel:
         if booster.feature_name() != list(FEATURES):
             raise ModelFileError(f"intent model {model_file} expects features {booster.feature_name()}, "
                                  f"but this code computes {list(FEATURES)}")
-        return cls(booster=booster, version=meta["version"], vocabulary=meta["vocabulary"],
-                   bands=meta["bands"], page_prior=tuple(meta["page_prior"]))
+        calibration = _check_calibration(meta.get("calibration"), metadata_file)
+        try:
+            bands = {"medium": float(meta["bands"]["medium"]), "high": float(meta["bands"]["high"])}
+            model = cls(booster=booster, version=meta["version"], vocabulary=meta["vocabulary"],
+                        bands=bands, page_prior=tuple(meta["page_prior"]), calibration=calibration)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelFileError(f"intent model metadata {metadata_file} is incomplete: {exc!r}") from None
+        if not 0 <= bands["medium"] <= bands["high"] <= 1:
+            raise ModelFileError(f"intent model metadata {metadata_file} has unordered bands {bands}")
+        return model
+
+    def raw_score(self, rows: Sequence[Sequence[float]]) -> np.ndarray:
+        """Uncalibrated LightGBM probabilities (what the model was trained to output)."""
+        return self.booster.predict(np.asarray(rows, dtype=np.float64), num_threads=1)
 
     def score(self, rows: Sequence[Sequence[float]]) -> np.ndarray:
-        """Purchase probabilities for a batch of feature vectors."""
-        return self.booster.predict(np.asarray(rows, dtype=np.float64), num_threads=1)
+        """Calibrated purchase probabilities for a batch of feature vectors."""
+        raw = self.raw_score(rows)
+        return calibrate(raw, self.calibration)
 
     def contributions(self, rows: Sequence[Sequence[float]], top: int = 3) -> list[list[tuple[str, float]]]:
         """The ``top`` features by absolute log-odds contribution, per row."""
