@@ -120,6 +120,7 @@ def worker(broker: Optional[str] = BrokerOpt, home: Optional[Path] = HomeOpt,
         if value is not None:
             os.environ[f"PERSONASTREAM_{name}"] = str(value)
     conf = _settings()
+    conf.home.mkdir(parents=True, exist_ok=True)
     _ensure_topics(conf)
     from models.intent import ModelFileError
 

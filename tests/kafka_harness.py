@@ -65,10 +65,17 @@ class Pipeline:
         self.workers.append(process)
         return process
 
+    def check_workers(self) -> None:
+        """Fail at once, with its log, if a worker that was not stopped has exited."""
+        for index, process in enumerate(self.workers):
+            if process.poll() is not None and not getattr(process, "stopped", False):
+                raise AssertionError(f"worker {index} exited with {process.returncode}:\n{self.worker_log(index)[-3000:]}")
+
     def worker_log(self, index: int = 0) -> str:
         return (self.home / f"worker-{index}.log").read_text(errors="replace")
 
     def stop_worker(self, process: subprocess.Popen, timeout: float = 30) -> None:
+        process.stopped = True
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
             try:
@@ -107,6 +114,7 @@ class Pipeline:
                 await consumer.seek_to_beginning(*partitions)
                 deadline = time.monotonic() + timeout
                 while not done(values):
+                    self.check_workers()
                     if time.monotonic() > deadline:
                         raise AssertionError(f"timed out after {timeout}s reading {topic}: {len(values)} records")
                     for tp_records in (await consumer.getmany(timeout_ms=300)).values():
