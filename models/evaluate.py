@@ -146,7 +146,7 @@ def _save(fig, path: Path) -> None:
 def markdown(metrics: dict, image_dir: str = "docs/img/intent") -> str:
     """A README snippet with the headline numbers and the plots (paths relative to the repo root)."""
     m = metrics
-    pm = lambda s: f"{s['mean']:.3f} ± {s['std']:.3f}"  # noqa: E731
+    pm = lambda s: f"{s['mean']:.4f} ± {s['std']:.4f}"  # noqa: E731
     shares = m["band_shares"]
     lines = [
         "### Intent model evaluation",
