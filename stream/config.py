@@ -23,6 +23,9 @@ class Settings(BaseSettings):
     session_gap_s: float = Field(1800.0, gt=0, description="event-time inactivity gap that ends a visit")
     batch_size: int = Field(500, ge=1, description="events taken per batch by the session agent")
     batch_window_s: float = Field(0.1, gt=0, le=0.5, description="longest wait to fill a batch")
+    buffer_maxsize: int = Field(
+        200_000, ge=1000, description="events buffered per partition; Faust pauses a full partition and, "
+        "in 0.15.3, may fail to resume it (stalls), so keep it above the in-flight volume")
     store: str = Field("memory://", description="Faust table store: memory:// or rocksdb://")
     web_port: int = Field(6066, ge=0, le=65535)
     kafka_port: int = Field(9092, ge=1, le=65535, description="port of the local development broker")
