@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import orjson
@@ -25,22 +26,33 @@ async def load_pages() -> None:
 
 @app.agent(events)
 async def sessionize(stream):
-    """Validate, sessionize, fold, score and publish, a batch at a time."""
+    """Validate, sessionize, fold, score and publish, a batch at a time.
+
+    Outputs and changelog records go straight to the producer; the batch's offsets are acked only
+    after every send is confirmed, so a crash replays the batch instead of losing it.
+    """
+    send = app.producer.send
+    changelog = sessions.changelog_topic.get_topic_name()
     async for batch in stream.take_events(SETTINGS.batch_size, within=SETTINGS.batch_window_s):
         await page_feed.ready.wait()
         started = time.perf_counter()
         records = [Record(e.message.key, e.message.value, e.message.topic, e.message.partition, e.message.offset)
                    for e in batch]
         result = processor.process(records, sessions.data)
+        pending = []
         for key, (partition, blob) in result.states.items():
             sessions.data[key] = blob
-            sessions.send_changelog(partition, key, blob)
+            pending.append(await send(changelog, key, blob, partition, None, None))
         for persona in result.personas:
-            await personas.send(key=persona.session_id.encode(), value=orjson.dumps(persona.model_dump(mode="json")))
+            pending.append(await send(personas.get_topic_name(), persona.session_id.encode(),
+                                      orjson.dumps(persona.model_dump(mode="json")), None, None, None))
         for letter in result.dead_letters:
-            await dead_letters.send(value=letter.model_dump_json().encode())
+            pending.append(await send(dead_letters.get_topic_name(), None, letter.model_dump_json().encode(),
+                                      None, None, None))
         for page_id, counts in result.page_observations.items():
-            await page_observations.send(key=page_id.encode(), value=orjson.dumps(counts))
+            pending.append(await send(page_observations.get_topic_name(), page_id.encode(), orjson.dumps(counts),
+                                      None, None, None))
+        await asyncio.gather(*pending)
         metrics.EVENTS.inc(len(records))
         metrics.DEAD_LETTERS.inc(len(result.dead_letters))
         metrics.DUPLICATES.inc(result.duplicates)
@@ -63,7 +75,7 @@ async def aggregate_pages(stream):
                               bounce_rate=min(1.0, counts.get("bounces", 0) / max(counts.get("entrances", 0), 1)),
                               exit_rate=min(1.0, counts.get("exits", 0) / views), page_value=0.0)
             record_key, value = page_record(stats)
-            await pages.send(key=record_key, value=value)
+            await (await app.producer.send(pages.get_topic_name(), record_key, value, None, None, None))
 
 
 @app.page("/metrics")
