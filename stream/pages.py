@@ -13,9 +13,10 @@ import logging
 from dataclasses import dataclass, field
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
 from schemas.pages import PageStats
+from stream.kafka_io import assign_all
 
 log = logging.getLogger(__name__)
 MIN_VIEWS = 20
@@ -63,9 +64,7 @@ class PageFeed:
                                                      group_id=None, auto_offset_reset="earliest")
         await consumer.start()
         try:
-            partitions = [TopicPartition(self.topic, p) for p in sorted(consumer.partitions_for_topic(self.topic) or {0})]
-            consumer.assign(partitions)
-            await consumer.seek_to_beginning(*partitions)
+            partitions = await assign_all(consumer, self.topic)
             end = await consumer.end_offsets(partitions)
             pending = {tp for tp in partitions if end[tp] > 0}
             if not pending:

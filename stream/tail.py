@@ -6,9 +6,11 @@ import asyncio
 import sys
 import time
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from rich.live import Live
 from rich.table import Table
+
+from stream.kafka_io import assign_all
 
 BAND_STYLE = {"high": "bold green", "medium": "yellow", "low": "dim"}
 
@@ -33,12 +35,7 @@ async def tail(bootstrap: str, topic: str, as_json: bool, idle_exit: float | Non
     latest: dict[str, dict] = {}
     seen = 0
     try:
-        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or {0})]
-        consumer.assign(partitions)
-        if from_beginning:
-            await consumer.seek_to_beginning(*partitions)
-        else:
-            await consumer.seek_to_end(*partitions)
+        await assign_all(consumer, topic, from_beginning)
         last = time.monotonic()
         live = None if as_json else Live(render(latest), refresh_per_second=4)
         if live:

@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from stream.broker import free_port
+from stream.kafka_io import assign_all
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-c", "from stream.cli import main; main()"]
@@ -109,9 +110,7 @@ class Pipeline:
             await consumer.start()
             values: list[bytes] = []
             try:
-                partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or {0})]
-                consumer.assign(partitions)
-                await consumer.seek_to_beginning(*partitions)
+                await assign_all(consumer, topic)
                 deadline = time.monotonic() + timeout
                 while not done(values):
                     self.check_workers()
