@@ -56,8 +56,8 @@ def test_restarted_worker_resumes_sessions_from_changelog(pipeline, sample_frame
     catalog, records = uci_records(frame)
     half = len(records) // 2
     first, second = records[:half], records[half:]
-    pipeline.produce(pipeline.topic("pages"), catalog)
     pipeline.cli("topics")
+    pipeline.produce(pipeline.topic("pages"), catalog)
     pipeline.produce(pipeline.topic("events"), [(r.key, r.value) for r in first])
     worker = pipeline.start_worker()
     pipeline.consume_until(pipeline.topic("personas"), finished(expected_events(first)))
@@ -84,8 +84,8 @@ def test_bad_input_goes_to_dead_letters_and_nothing_else_is_lost(pipeline, sampl
         (b"s-6", orjson.dumps({**valid, "session_id": "jane.doe@example.com"})),
     ]
     mixed = good[:10] + bad[:3] + good[10:] + bad[3:]
-    pipeline.produce(pipeline.topic("pages"), catalog)
     pipeline.cli("topics")
+    pipeline.produce(pipeline.topic("pages"), catalog)
     pipeline.produce(pipeline.topic("events"), mixed)
     pipeline.start_worker()
     values = pipeline.consume_until(pipeline.topic("personas"), finished(expected_events(records)))
