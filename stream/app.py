@@ -45,8 +45,8 @@ dead_letters = app.topic(SETTINGS.dlq_topic, key_serializer="raw", value_seriali
 pages = app.topic(SETTINGS.pages_topic, key_serializer="raw", value_serializer="raw")
 page_observations = app.topic(page_observations_topic(SETTINGS), key_serializer="raw", value_serializer="raw")
 
-sessions = app.Table("sessions", partitions=SETTINGS.partitions)
-page_counters = app.Table("page-counters", partitions=SETTINGS.partitions)
+sessions = app.Table("sessions", partitions=SETTINGS.partitions, key_type=bytes, value_type=bytes)
+page_counters = app.Table("page-counters", partitions=SETTINGS.partitions, key_type=bytes, value_type=bytes)
 
 page_table = PageTable(prior=INTENT.page_prior)
 page_feed = PageFeed(SETTINGS.bootstrap, SETTINGS.pages_topic, page_table)
