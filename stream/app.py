@@ -50,6 +50,7 @@ page_counters = app.Table("page-counters", partitions=SETTINGS.partitions, key_t
 
 page_table = PageTable(prior=INTENT.page_prior)
 page_feed = PageFeed(SETTINGS.bootstrap, SETTINGS.pages_topic, page_table)
-processor = SessionProcessor(intent=INTENT, persona=PersonaModel(), pages=page_table, gap_s=SETTINGS.session_gap_s)
+processor = SessionProcessor(intent=INTENT, persona=PersonaModel.default(), pages=page_table,
+                             gap_s=SETTINGS.session_gap_s)
 
 import stream.agents  # noqa: E402,F401 - registers agents, tasks and web views on ``app``
