@@ -114,7 +114,7 @@ def topics(broker: Optional[str] = BrokerOpt) -> None:
 @cli.command()
 def worker(broker: Optional[str] = BrokerOpt, home: Optional[Path] = HomeOpt,
            web_port: Optional[int] = typer.Option(None, help="Faust web port: /metrics, /status"),
-           loglevel: str = typer.Option("warning", "--loglevel", "-l")) -> None:
+           loglevel: str = typer.Option("warn", "--loglevel", "-l", help="crit|error|warn|info|debug")) -> None:
     """Run a Faust worker (equivalent: faust -A stream.app worker). Start more to scale out."""
     for name, value in (("BROKER", broker), ("HOME", home), ("WEB_PORT", web_port)):
         if value is not None:
