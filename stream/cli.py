@@ -19,7 +19,9 @@ cli = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 kafka_cli = typer.Typer(no_args_is_help=True, help="The local single-node Kafka broker (KRaft) for development.")
 pages_cli = typer.Typer(no_args_is_help=True, help="The page statistics table.")
 cli.add_typer(kafka_cli, name="kafka")
+personas_cli = typer.Typer(no_args_is_help=True, help="The persona model.")
 cli.add_typer(pages_cli, name="pages")
+cli.add_typer(personas_cli, name="personas")
 console = Console(stderr=True)
 
 BrokerOpt = typer.Option(None, "--broker", help="kafka://host:port (env PERSONASTREAM_BROKER)")
@@ -172,6 +174,36 @@ def train(csv: Path = typer.Argument(DEFAULT_UCI, help="UCI Online Shoppers CSV 
     cv = meta["cv"]
     console.print(f"intent model {meta['version']}: {cv['folds']}-fold CV ROC-AUC {cv['roc_auc']['mean']:.4f} "
                   f"± {cv['roc_auc']['std']:.4f}, PR-AUC {cv['pr_auc']['mean']:.4f} ± {cv['pr_auc']['std']:.4f}")
+
+
+@cli.command()
+def evaluate(csv: Path = typer.Argument(DEFAULT_UCI, help="UCI Online Shoppers CSV with a Revenue column"),
+             out: Path = typer.Option(Path("reports/evaluation"), help="folder for metrics.json and PNG plots")) -> None:
+    """Cross-validate the intent model (final and partial sessions); write metrics.json and plots."""
+    from models.evaluate import evaluate as run_evaluation
+
+    frame = _read_uci(csv)
+    with _progress() as progress:
+        task = progress.add_task("replaying sessions", total=len(frame))
+        metrics = run_evaluation(frame, out, progress=lambda i: progress.update(task, completed=i + 1),
+                                 log=console.print)
+    console.print_json(orjson.dumps({k: metrics[k] for k in metrics if k in {"final", "progress", "brier", "cv"}
+                                     or k.startswith(("roc", "pr", "auc"))}).decode())
+    console.print(f"wrote {out / 'metrics.json'} and {len(metrics['plots'])} plots")
+
+
+@personas_cli.command("report")
+def personas_report(csv: Path = typer.Argument(DEFAULT_UCI, help="UCI Online Shoppers CSV with a Revenue column"),
+                    out: Path = typer.Option(Path("reports/personas"), help="folder for the PNGs and profile table")) -> None:
+    """Compare clusterers and describe the personas: projection PNG, profile table, conversion by persona."""
+    from models.persona_eval import compare, load, report
+
+    frame = _read_uci(csv)
+    data = load(frame)
+    console.print(compare(frame, out, data=data)["markdown"])
+    result = report(frame, out, data=data)
+    console.print(result["markdown"])
+    console.print(f"wrote persona_projection.png and persona_profile.png to {out}")
 
 
 @cli.command()
