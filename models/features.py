@@ -8,7 +8,7 @@ functions, so a feature the stream cannot compute does not exist.
 from __future__ import annotations
 
 import math
-from dataclasses import astuple, dataclass, field, fields
+from dataclasses import astuple, dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Mapping, Sequence
 
@@ -69,7 +69,6 @@ class SessionState:
         return cls(*orjson.loads(raw))
 
 
-STATE_FIELDS = tuple(f.name for f in fields(SessionState))
 
 
 def _epoch(ts: datetime) -> float:
