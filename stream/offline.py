@@ -8,7 +8,7 @@ import pandas as pd
 from models.intent import IntentModel
 from models.persona import PersonaModel
 from models.uci import prefix, sessions
-from stream.pages import PageTable
+from stream.pages import PageTable, page_record
 from stream.sessions import Record, SessionProcessor
 
 
@@ -22,7 +22,7 @@ def score_uci(frame: pd.DataFrame, intent: IntentModel, persona: PersonaModel | 
     for session in sessions(frame):
         session = prefix(session, fraction) if fraction < 1 else session
         for stats in session.pages:
-            table.apply(f"catalog/{stats.page_id}".encode(), orjson.dumps(stats.model_dump()))
+            table.apply(*page_record(stats))
         key = session.session_id.encode()
         records = [Record(key, orjson.dumps(e), "offline", 0, i) for i, e in enumerate(session.events)]
         result = processor.process(records, states)

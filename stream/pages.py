@@ -22,10 +22,6 @@ log = logging.getLogger(__name__)
 MIN_VIEWS = 20
 
 
-def page_key(stats: PageStats) -> bytes:
-    return f"{stats.source}/{stats.page_id}".encode()
-
-
 @dataclass
 class PageTable:
     """Page id -> (bounce rate, exit rate, page value), with a prior for unknown pages."""
@@ -57,39 +53,32 @@ class PageFeed:
     def __init__(self, bootstrap: str, topic: str, table: PageTable) -> None:
         self.bootstrap, self.topic, self.table = bootstrap, topic, table
         self.ready = asyncio.Event()
-        self._consumer: AIOKafkaConsumer | None = None
 
     async def run(self) -> None:
-        consumer = self._consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
-                                                     group_id=None, auto_offset_reset="earliest")
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False, group_id=None,
+                                    auto_offset_reset="earliest")
         await consumer.start()
         try:
             partitions = await assign_all(consumer, self.topic)
             end = await consumer.end_offsets(partitions)
-            pending = {tp for tp in partitions if end[tp] > 0}
-            if not pending:
-                self.ready.set()
+            pending = set(partitions)
             while True:
-                batches = await consumer.getmany(timeout_ms=200, max_records=5000)
-                for tp, records in batches.items():
+                for tp, records in (await consumer.getmany(timeout_ms=200, max_records=5000)).items():
                     for record in records:
                         try:
                             self.table.apply(record.key, record.value)
                         except ValueError as exc:
                             log.warning("skipping bad page record at %s:%s: %s", tp, record.offset, exc)
-                        if record.offset + 1 >= end[tp]:
-                            pending.discard(tp)
-                if pending and not self.ready.is_set():
-                    for tp in list(pending):
-                        if await consumer.position(tp) >= end[tp]:
-                            pending.discard(tp)
-                if not pending and not self.ready.is_set():
-                    log.info("page table loaded: %d catalog, %d observed pages",
-                             len(self.table.catalog), len(self.table.observed))
-                    self.ready.set()
+                if not self.ready.is_set():
+                    pending = {tp for tp in pending if await consumer.position(tp) < end[tp]}
+                    if not pending:
+                        log.info("page table loaded: %d catalog, %d observed pages",
+                                 len(self.table.catalog), len(self.table.observed))
+                        self.ready.set()
         finally:
             await consumer.stop()
 
 
 def page_record(stats: PageStats) -> tuple[bytes, bytes]:
-    return page_key(stats), orjson.dumps(stats.model_dump())
+    """The pages-topic record of ``stats``: key ``<source>/<page id>``, JSON value."""
+    return f"{stats.source}/{stats.page_id}".encode(), orjson.dumps(stats.model_dump())

@@ -53,7 +53,7 @@ class SessionProcessor:
 
     def process(self, records: Sequence[Record], states: MutableMapping[bytes, bytes]) -> BatchResult:
         result = BatchResult()
-        touched: dict[bytes, tuple[int, SessionState, datetime]] = {}
+        touched: dict[bytes, tuple[int, SessionState]] = {}
         for record in records:
             try:
                 event = parse_event(record.value)
@@ -81,26 +81,26 @@ class SessionProcessor:
             fold(state, event, self.pages)
             if event.type == "page_view":
                 self._observe(result, event.page.id, views=1, entrances=int(state.n_pages == 1))
-            newest = max(touched[key][2], event.ts) if key in touched else event.ts
-            touched[key] = (record.partition, state, newest)
+            touched[key] = (record.partition, state)
         if touched:
             self._score(touched, result)
         return result
 
-    def _score(self, touched: dict[bytes, tuple[int, SessionState, datetime]], result: BatchResult) -> None:
+    def _score(self, touched: dict[bytes, tuple[int, SessionState]], result: BatchResult) -> None:
         keys = list(touched)
         rows = [session_features(touched[k][1], self.intent.vocabulary) for k in keys]
         scores = self.intent.score(rows)
         contributions = self.intent.contributions(rows, self.top_features) if self.top_features else [[]] * len(rows)
         for key, score, contrib in zip(keys, scores, contributions):
-            partition, state, newest = touched[key]
+            partition, state = touched[key]
             score = float(score)
             band = self.intent.band(score)
             x = persona_features(state, score)
             self.persona.learn_one(x)
             assignment = self.persona.predict_one(x)
             result.personas.append(PersonaEvent(
-                session_id=key.decode(), visit=state.visit, event_time=newest,
+                session_id=key.decode(), visit=state.visit,
+                event_time=datetime.fromtimestamp(state.last_ts, timezone.utc),
                 persona=assignment.name, persona_id=assignment.persona_id,
                 persona_confidence=assignment.confidence, intent_score=score, intent_band=band,
                 top_features=[FeatureContribution(feature=f, contribution=c) for f, c in contrib],

@@ -9,7 +9,7 @@ from models.intent import IntentModel
 from models.persona import PersonaModel
 from models.uci import sessions
 from stream.offline import score_uci
-from stream.pages import PageTable
+from stream.pages import PageTable, page_record
 from stream.sessions import Record, SessionProcessor
 
 
@@ -39,7 +39,7 @@ def test_batches_of_any_size_give_the_same_final_score(intent, sample_frame):
         proc, states, latest = processor(intent, top_features=0), {}, {}
         for session in sessions(frame):
             for stats in session.pages:
-                proc.pages.apply(f"catalog/{stats.page_id}".encode(), orjson.dumps(stats.model_dump()))
+                proc.pages.apply(*page_record(stats))
             recs = records(session.events)
             for start in range(0, len(recs), size):
                 result = proc.process(recs[start:start + size], states)
