@@ -10,17 +10,17 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from contextlib import aclosing
 from pathlib import Path
 
 import orjson
-from aiokafka import AIOKafkaConsumer
 from rich.console import Console
 from rich.table import Table
 
 from models.uci import read_uci
 from stream.broker import LocalBroker, free_port
 from stream.config import settings
-from stream.kafka_io import assign_all
+from stream.kafka_io import poll_topic
 from stream.replay import paced, produce, seed_pages, uci_records
 from stream.topics import ensure_topics
 
@@ -31,19 +31,16 @@ console = Console(width=150)
 
 async def collect(bootstrap: str, topic: str, expected: Counter, timeout: float, worker: subprocess.Popen) -> dict[str, dict]:
     """Newest PersonaEvent per visit, until each reflects all of its events (or ``timeout``, or the worker exits)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
-    await consumer.start()
     latest: dict[str, dict] = {}
-    try:
-        await assign_all(consumer, topic)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and worker.poll() is None and any(latest.get(s, {}).get("events_seen") != n for s, n in expected.items()):
-            for records in (await consumer.getmany(timeout_ms=300)).values():
-                for record in records:
-                    event = orjson.loads(record.value)
-                    latest[event["session_id"]] = event
-    finally:
-        await consumer.stop()
+    deadline = time.monotonic() + timeout
+    async with aclosing(poll_topic(bootstrap, topic)) as polls:
+        async for values in polls:
+            for value in values:
+                event = orjson.loads(value)
+                latest[event["session_id"]] = event
+            if (time.monotonic() > deadline or worker.poll() is not None
+                    or all(latest.get(s, {}).get("events_seen") == n for s, n in expected.items())):
+                break
     return latest
 
 

@@ -1,6 +1,8 @@
-"""Small aiokafka helpers shared by the worker's page feed, ``tail`` and the tests."""
+"""Small aiokafka helpers shared by the worker's page feed, ``tail``, the demo and the tests."""
 
 from __future__ import annotations
+
+from typing import AsyncIterator
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -18,3 +20,20 @@ async def assign_all(consumer: AIOKafkaConsumer, topic: str, from_beginning: boo
     else:
         await consumer.seek_to_end(*partitions)
     return partitions
+
+
+async def poll_topic(bootstrap: str, topic: str, from_beginning: bool = True,
+                     timeout_ms: int = 200) -> AsyncIterator[list[bytes]]:
+    """The values of every partition of ``topic``, one (possibly empty) list per poll, without a group.
+
+    Use inside ``contextlib.aclosing`` so the consumer is stopped when the caller stops reading.
+    """
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        await assign_all(consumer, topic, from_beginning)
+        while True:
+            batches = await consumer.getmany(timeout_ms=timeout_ms, max_records=5000)
+            yield [record.value for records in batches.values() for record in records]
+    finally:
+        await consumer.stop()

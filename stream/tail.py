@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from contextlib import aclosing
 import orjson
-from aiokafka import AIOKafkaConsumer
 from rich.live import Live
 from rich.table import Table
 
-from stream.kafka_io import assign_all
+from stream.kafka_io import poll_topic
 
 BAND_STYLE = {"high": "bold green", "medium": "yellow", "low": "dim"}
 
@@ -29,38 +29,31 @@ def render(latest: dict[str, dict], limit: int = 25) -> Table:
 
 async def tail(bootstrap: str, topic: str, as_json: bool, idle_exit: float | None, from_beginning: bool) -> int:
     """Print PersonaEvents until interrupted or ``idle_exit`` seconds pass without one; return the count."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                                auto_offset_reset="earliest" if from_beginning else "latest")
-    await consumer.start()
     latest: dict[str, dict] = {}
     seen = 0
+    last = time.monotonic()
+    live = None if as_json else Live(render(latest), refresh_per_second=4)
+    if live:
+        live.start()
     try:
-        await assign_all(consumer, topic, from_beginning)
-        last = time.monotonic()
-        live = None if as_json else Live(render(latest), refresh_per_second=4)
-        if live:
-            live.start()
-        try:
-            while idle_exit is None or time.monotonic() - last < idle_exit:
-                batches = await consumer.getmany(timeout_ms=200, max_records=2000)
-                for records in batches.values():
-                    for record in records:
-                        seen += 1
-                        last = time.monotonic()
-                        if as_json:
-                            sys.stdout.write(record.value.decode() + "\n")
-                        else:
-                            event = orjson.loads(record.value)
-                            latest[event["session_id"]] = event
+        async with aclosing(poll_topic(bootstrap, topic, from_beginning)) as polls:
+            async for values in polls:
+                if idle_exit is not None and time.monotonic() - last >= idle_exit:
+                    break
+                if values:
+                    seen += len(values)
+                    last = time.monotonic()
                 if as_json:
+                    sys.stdout.write("".join(value.decode() + "\n" for value in values))
                     sys.stdout.flush()
-                elif batches:
+                elif values:
+                    for value in values:
+                        event = orjson.loads(value)
+                        latest[event["session_id"]] = event
                     live.update(render(latest))
-        finally:
-            if live:
-                live.stop()
     finally:
-        await consumer.stop()
+        if live:
+            live.stop()
     return seen
 
 

@@ -9,14 +9,15 @@ import subprocess
 import sys
 import time
 import uuid
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 
 from stream.broker import free_port
-from stream.kafka_io import assign_all
+from stream.kafka_io import poll_topic
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-c", "from stream.cli import main; main()"]
@@ -106,20 +107,16 @@ class Pipeline:
         """Read ``topic`` from the beginning until ``done(values)`` is true; fail after ``timeout``."""
 
         async def read() -> list[bytes]:
-            consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False)
-            await consumer.start()
             values: list[bytes] = []
-            try:
-                await assign_all(consumer, topic)
-                deadline = time.monotonic() + timeout
-                while not done(values):
+            deadline = time.monotonic() + timeout
+            async with aclosing(poll_topic(self.bootstrap, topic, timeout_ms=300)) as polls:
+                async for batch in polls:
+                    values.extend(batch)
+                    if done(values):
+                        return values
                     self.check_workers()
                     if time.monotonic() > deadline:
                         raise AssertionError(f"timed out after {timeout}s reading {topic}: {len(values)} records")
-                    for tp_records in (await consumer.getmany(timeout_ms=300)).values():
-                        values.extend(r.value for r in tp_records)
-            finally:
-                await consumer.stop()
             return values
 
         return asyncio.run(read())
