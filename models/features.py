@@ -59,6 +59,10 @@ class SessionState:
     cart_adds: int = 0
     searches: int = 0
     purchased: bool = False
+    intent: float = 0.0
+    """The intent score of the visit as last published."""
+    closed: bool = False
+    """The visit ended (inactivity gap) and was learned from; the next event starts a new visit."""
     recent_ids: list[str] = field(default_factory=list)
 
     def to_bytes(self) -> bytes:

@@ -13,14 +13,14 @@ k-means++ on them; :meth:`PersonaModel.default` starts from the shipped UCI-trai
 (``models/artifacts/persona.json``) instead.
 
 Names: a cluster is named once, from its centroid, by :func:`rule_names` (see ``ARCHETYPES``); the
-named centroids become *prototypes*. Later, names follow clusters by index as they learn, and a
-:meth:`PersonaModel.merge` matches every model's centroids to the reference prototypes with the
-Hungarian algorithm, so names never come from raw cluster ids of another worker.
+named centroids become *prototypes*. Later, names follow clusters by index as they learn; every
+worker's learner is a copy of the shared model, so cluster ``i`` means the same persona everywhere.
 
-Workers: every worker serves from the same snapshot (:meth:`PersonaModel.from_bytes`) and learns
-into its own copy; a periodic :meth:`PersonaModel.merge` of the workers' snapshots yields the next
-shared model (scaler moments and centroid moves are combined as deltas from the common base), which
-every worker loads. ``version`` is a digest of everything that decides an assignment.
+Workers: every worker assigns with the same shared model and learns into its own
+:meth:`PersonaModel.learner`; :meth:`PersonaModel.absorb` folds the learners' progress into the next
+shared model (scaler moments exactly, centroid moves weighted by sessions learned), which every
+worker loads (see :mod:`stream.persona_sync`). ``version`` is a digest of everything that decides
+an assignment.
 """
 
 from __future__ import annotations
@@ -212,6 +212,7 @@ class PersonaModel:
         self._base_moments: Moments = {f: (0.0, 0.0, 0.0) for f in FEATURES}
         self._base_counts = [0] * n_personas
         self._base_version = ""
+        self._base_raw: np.ndarray | None = None
         self._buffer: list[dict[str, float]] = []
         self._version: str | None = None
 
@@ -338,6 +339,7 @@ class PersonaModel:
             "names": list(self.names),
             "prototypes": self.prototypes.tolist() if self.prototypes is not None else [],
             "base": {"version": self._base_version, "counts": list(self._base_counts),
+                     "centers": self._base_raw.tolist() if self._base_raw is not None else [],
                      "moments": {f: list(m) for f, m in self._base_moments.items()}},
             "buffer": self._buffer,
         }
@@ -371,6 +373,8 @@ class PersonaModel:
         model._base_version = s["base"]["version"]
         model._base_counts = list(s["base"]["counts"])
         model._base_moments = {f: tuple(m) for f, m in s["base"]["moments"].items()}
+        base_raw = s["base"].get("centers")
+        model._base_raw = np.array(base_raw, dtype=float) if base_raw else None
         model._buffer = [dict(x) for x in s["buffer"]]
         return model
 
@@ -387,91 +391,69 @@ class PersonaModel:
         return cls.load(ARTIFACT)
 
     def rebase(self) -> "PersonaModel":
-        """Mark the current state as the common base that later :meth:`merge` deltas are measured from."""
+        """Mark the current state as the base that :meth:`absorb` measures this model's learning from."""
         self._base_version = self.version
         self._base_counts = list(self.counts)
         self._base_moments = _moments(self.scaler)
+        self._base_raw = self.raw_centers() if self.ready else None
         return self
 
-    # -- merging --
+    # -- sharing across workers --
 
-    @classmethod
-    def merge(cls, snapshots: Sequence[bytes | "PersonaModel"]) -> "PersonaModel":
-        """One shared model from several workers' models (bytes or models); order does not matter.
+    def learner(self) -> "PersonaModel":
+        """A copy to learn into; what it learns from here on is what :meth:`absorb` takes from it."""
+        return PersonaModel.from_bytes(self.to_bytes()).rebase()
 
-        Scaler moments are combined exactly (each worker's moments since the common base are added
-        to the base). Centroids are put in raw units, matched to the reference model's centroids
-        (Hungarian, in merged σ units), averaged with weights = sessions each worker learned into
-        that cluster since the base, and re-standardized. Names and prototypes follow the reference
-        (the model that learned most; ties by digest). The result has generation = max + 1 and
-        is its own new base.
+    @property
+    def learned(self) -> int:
+        """Sessions learned since the base (warm-up sessions included)."""
+        now = _moments(self.scaler)
+        return int(max(now[f][0] - self._base_moments[f][0] for f in FEATURES))
+
+    def absorb(self, learners: Sequence[bytes | "PersonaModel"]) -> "PersonaModel":
+        """The next shared model: this one plus what each learner learned since its own base.
+
+        Scaler moments since each learner's base are added exactly. Each centroid moves (in raw
+        units) by the learners' displacements since their bases, averaged with weights = sessions
+        each learned into that cluster. Cluster ids, names and prototypes are kept: learners are
+        copies of a shared model, so cluster ``i`` is the same persona on every worker. A learner
+        based on an older shared model still counts: its displacement moves the current centroids.
+        The order of ``learners`` does not matter. The result has generation + 1 and is its own base.
         """
-        blobs = sorted(s if isinstance(s, bytes) else s.to_bytes() for s in snapshots)
-        if not blobs:
-            raise ValueError("nothing to merge")
-        models = [cls.from_bytes(b) for b in blobs]
-        ready = [m for m in models if m.ready]
-        if not ready:
-            raise ValueError("no model to merge has finished its warm-up")
-        ref = max(ready, key=lambda m: sum(m.counts))
-        if any(m.n_personas != ref.n_personas for m in ready):
-            raise ValueError("models to merge have different numbers of personas")
-        shared = len({m._base_version for m in models}) == 1 and ref._base_version != ""
-
-        def delta(m: PersonaModel) -> Moments:
-            now = _moments(m.scaler)
-            return {f: _subtract(now[f], m._base_moments[f]) for f in FEATURES} if shared else now
-
-        moments = dict(ref._base_moments) if shared else {f: (0.0, 0.0, 0.0) for f in FEATURES}
-        for m in models:
-            d = delta(m)
-            moments = {f: _combine(moments[f], d[f]) for f in FEATURES}
-        mean, std = cls._mean_std(moments)
-        safe = np.where(std > 0, std, 1.0)
-
-        ref_raw = ref.raw_centers()
-        k = ref.n_personas
-        total = np.zeros_like(ref_raw)
+        if not self.ready:
+            raise ValueError("the shared persona model has not finished its warm-up")
+        models = sorted((m if isinstance(m, PersonaModel) else PersonaModel.from_bytes(m) for m in learners),
+                        key=PersonaModel.to_bytes)
+        k = self.n_personas
+        moments = _moments(self.scaler)
+        shift = np.zeros((k, len(FEATURES)))
         weight = np.zeros(k)
-        counts = np.array(ref._base_counts if shared else [0] * k, dtype=float)
-        plain = np.zeros_like(ref_raw)
-        for m in ready:
-            raw = m.raw_centers()
-            cost = (((ref_raw[:, None, :] - raw[None]) / safe) ** 2).sum(2)
-            _, match = linear_sum_assignment(cost)  # ref cluster i <- m's cluster match[i]
-            learned = np.array([m.counts[j] - (m._base_counts[j] if shared else 0) for j in match], dtype=float)
-            learned = np.maximum(learned, 0.0)
-            total += learned[:, None] * raw[match]
-            weight += learned
-            plain += raw[match]
-            counts += learned
-        merged_raw = np.where(weight[:, None] > 0, total / np.maximum(weight, 1e-12)[:, None], plain / len(ready))
-        C = np.where(std > 0, (merged_raw - mean) / safe, 0.0)
+        for m in models:
+            if m.n_personas != k:
+                raise ValueError(f"a learner has {m.n_personas} personas, the shared model {k}")
+            now = _moments(m.scaler)
+            moments = {f: _combine(moments[f], _subtract(now[f], m._base_moments[f])) for f in FEATURES}
+            if m.ready and m._base_raw is not None:
+                learned = np.maximum(np.array(m.counts, dtype=float) - np.array(m._base_counts, dtype=float), 0.0)
+                shift += learned[:, None] * (m.raw_centers() - m._base_raw)
+                weight += learned
+        raw = self.raw_centers() + shift / np.maximum(weight, 1.0)[:, None]
+        mean, std = self._mean_std(moments)
+        C = np.where(std > 0, (raw - mean) / np.where(std > 0, std, 1.0), 0.0)
 
-        out = cls(**{"n_personas": k, "min_rate": ref.min_rate, "clip": ref.clip, "warmup": ref.warmup,
-                     "seed": ref.seed})
+        out = PersonaModel(k, min_rate=self.min_rate, clip=self.clip, warmup=self.warmup, seed=self.seed)
         out.scaler = _scaler(moments)
         out._set_centers(C)
-        out.counts = [int(c) for c in counts]
-        out.names = list(ref.names)
-        out.prototypes = C.copy()
-        out.generation = max(m.generation for m in models) + 1
+        out.counts = [int(c + w) for c, w in zip(self.counts, weight)]
+        out.names = list(self.names)
+        out.prototypes = None if self.prototypes is None else self.prototypes.copy()
+        out.generation = self.generation + 1
         return out.rebase()
 
 
 def assign(model: PersonaModel, state: SessionState, intent: float) -> Assignment:
     """Convenience: the persona of a visit in its current state."""
     return model.predict_one(persona_features(state, intent))
-
-
-def match_names(centers: np.ndarray, prototypes: np.ndarray, names: Sequence[str]) -> list[str]:
-    """Names of the prototypes nearest to ``centers`` under a one-to-one (Hungarian) matching."""
-    cost = ((centers[:, None, :] - prototypes[None]) ** 2).sum(2)
-    rows, cols = linear_sum_assignment(cost)
-    out = [""] * len(centers)
-    for r, c in zip(rows, cols):
-        out[r] = names[c]
-    return out
 
 
 # --- actions ------------------------------------------------------------------------------------

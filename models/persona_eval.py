@@ -354,14 +354,14 @@ def merge_check(X: list[dict[str, float]], base: PersonaModel, workers: int = 2)
     """Workers start from ``base``, each learns a disjoint shard in a new order; merged vs single model."""
     order = np.random.default_rng(SEED + 1).permutation(len(X))
     shards = np.array_split(order, workers)
-    copies = [PersonaModel.from_bytes(base.to_bytes()) for _ in range(workers)]
+    copies = [base.learner() for _ in range(workers)]
     single = PersonaModel.from_bytes(base.to_bytes())
     for model, shard in zip(copies, shards):
         for i in shard:
             model.learn_one(X[i])
     for i in order:
         single.learn_one(X[i])
-    merged = PersonaModel.merge([m.to_bytes() for m in copies])
+    merged = base.absorb([m.to_bytes() for m in copies])
     a = np.array([merged.predict_one(x).name for x in X])
     b = np.array([single.predict_one(x).name for x in X])
     c = np.array([base.predict_one(x).name for x in X])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 import orjson
@@ -11,17 +12,53 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from schemas.pages import PageStats
 from stream import metrics
 from stream.app import (
-    app, dead_letters, events, page_counters, page_feed, page_observations, page_table, pages, personas,
-    processor, sessions, SETTINGS,
+    app, dead_letters, events, page_counters, page_feed, page_observations, page_table, pages, persona_feed,
+    persona_learning, persona_model, personas, processor, sessions, SETTINGS, shared_persona,
 )
 from stream.pages import page_record
+from stream.persona_sync import snapshot
 from stream.sessions import Record
+
+log = logging.getLogger(__name__)
 
 
 @app.task
 async def load_pages() -> None:
     """Read the pages topic into memory: fully before the first batch is scored, then live."""
     await page_feed.run()
+
+
+@app.task
+async def load_persona_model() -> None:
+    """Follow the shared persona model: the newest one before the first batch is scored, then live."""
+    await persona_feed.run()
+
+
+@app.timer(SETTINGS.persona_sync_s)
+async def hand_over_persona_learning() -> None:
+    """Send what this worker's persona learner learned to the merging worker."""
+    for blob in shared_persona.take_learning():
+        await (await app.producer.send(persona_learning.get_topic_name(), None, blob, None, None, None))
+        metrics.PERSONA_HANDOVERS.inc()
+
+
+@app.agent(persona_learning)
+async def merge_persona_learning(stream):
+    """On the worker that owns the learning topic's only partition: absorb every worker's learning
+    into the next shared persona model and publish it to the compacted model topic."""
+    async for blobs in stream.take(1000, within=SETTINGS.persona_sync_s):
+        await persona_feed.ready.wait()
+        learners = []
+        for blob in blobs:
+            try:
+                learners.append(snapshot(blob))
+            except ValueError as exc:
+                log.warning("skipping a bad persona learning record: %s", exc)
+        if learners:
+            merged = shared_persona.absorb(learners)
+            await (await app.producer.send(persona_model.get_topic_name(), b"persona", merged.to_bytes(),
+                                           None, None, None))
+            metrics.PERSONA_MERGES.inc()
 
 
 @app.agent(events)
@@ -35,6 +72,7 @@ async def sessionize(stream):
     changelog = sessions.changelog_topic.get_topic_name()
     async for batch in stream.take_events(SETTINGS.batch_size, within=SETTINGS.batch_window_s):
         await page_feed.ready.wait()
+        await persona_feed.ready.wait()
         started = time.perf_counter()
         records = [Record(e.message.key, e.message.value, e.message.topic, e.message.partition, e.message.offset)
                    for e in batch]
@@ -57,6 +95,7 @@ async def sessionize(stream):
         metrics.DEAD_LETTERS.inc(len(result.dead_letters))
         metrics.DUPLICATES.inc(result.duplicates)
         metrics.PERSONAS.inc(len(result.personas))
+        metrics.VISITS_CLOSED.inc(result.closed)
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
 
 
@@ -87,7 +126,10 @@ async def prometheus_metrics(web, request):
 async def status(web, request):
     return web.json({
         "intent_model_version": processor.intent.version,
-        "persona_model_version": processor.persona.version,
+        "persona_model_version": shared_persona.serving.version,
+        "persona_model_ready": persona_feed.ready.is_set(),
+        "persona_learned_pending": shared_persona.learner.learned,
+        "partitions": sorted(tp.partition for tp in app.consumer.assignment() if tp.topic == events.get_topic_name()),
         "pages": {"catalog": len(page_table.catalog), "observed": len(page_table.observed),
                   "ready": page_feed.ready.is_set()},
     })

@@ -11,9 +11,11 @@ import faust
 from models.intent import IntentModel
 from models.persona import PersonaModel
 from stream.config import settings
-from stream.pages import PageFeed, PageTable
+from stream.kafka_io import CompactedFeed
+from stream.pages import PageTable
+from stream.persona_sync import SharedPersona
 from stream.sessions import SessionProcessor
-from stream.topics import page_observations_topic
+from stream.topics import page_observations_topic, persona_learning_topic, persona_model_topic
 
 SETTINGS = settings()
 INTENT = IntentModel.load()
@@ -44,13 +46,17 @@ personas = app.topic(SETTINGS.personas_topic, key_serializer="raw", value_serial
 dead_letters = app.topic(SETTINGS.dlq_topic, key_serializer="raw", value_serializer="raw")
 pages = app.topic(SETTINGS.pages_topic, key_serializer="raw", value_serializer="raw")
 page_observations = app.topic(page_observations_topic(SETTINGS), key_serializer="raw", value_serializer="raw")
+persona_model = app.topic(persona_model_topic(SETTINGS), partitions=1, key_serializer="raw", value_serializer="raw")
+persona_learning = app.topic(persona_learning_topic(SETTINGS), partitions=1, key_serializer="raw",
+                             value_serializer="raw")
 
 sessions = app.Table("sessions", partitions=SETTINGS.partitions, key_type=bytes, value_type=bytes)
 page_counters = app.Table("page-counters", partitions=SETTINGS.partitions, key_type=bytes, value_type=bytes)
 
 page_table = PageTable(prior=INTENT.page_prior)
-page_feed = PageFeed(SETTINGS.bootstrap, SETTINGS.pages_topic, page_table)
-processor = SessionProcessor(intent=INTENT, persona=PersonaModel.default(), pages=page_table,
-                             gap_s=SETTINGS.session_gap_s)
+page_feed = CompactedFeed(SETTINGS.bootstrap, SETTINGS.pages_topic, page_table.apply)
+shared_persona = SharedPersona(PersonaModel.default())
+persona_feed = CompactedFeed(SETTINGS.bootstrap, persona_model.get_topic_name(), shared_persona.apply)
+processor = SessionProcessor(intent=INTENT, personas=shared_persona, pages=page_table, gap_s=SETTINGS.session_gap_s)
 
 import stream.agents  # noqa: E402,F401 - registers agents, tasks and web views on ``app``

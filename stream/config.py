@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     buffer_maxsize: int = Field(
         200_000, ge=1000, description="events buffered per partition; Faust pauses a full partition and, "
         "in 0.15.3, may fail to resume it (stalls), so keep it above the in-flight volume")
+    persona_sync_s: float = Field(
+        10.0, gt=0, description="how often workers hand persona learning over and the merging worker "
+        "publishes the next shared persona model")
     store: str = Field("memory://", description="Faust table store: memory:// or rocksdb://")
     web_port: int = Field(6066, ge=0, le=65535)
     kafka_port: int = Field(9092, ge=1, le=65535, description="port of the local development broker")

@@ -1,10 +1,14 @@
-"""Small aiokafka helpers shared by the worker's page feed, ``tail``, the demo and the tests."""
+"""Small aiokafka helpers shared by the worker's feeds, ``tail``, the demo and the tests."""
 
 from __future__ import annotations
 
-from typing import AsyncIterator
+import asyncio
+import logging
+from typing import AsyncIterator, Callable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+
+log = logging.getLogger(__name__)
 
 
 async def assign_all(consumer: AIOKafkaConsumer, topic: str, from_beginning: bool = True) -> list[TopicPartition]:
@@ -37,3 +41,35 @@ async def poll_topic(bootstrap: str, topic: str, from_beginning: bool = True,
             yield [record.value for records in batches.values() for record in records]
     finally:
         await consumer.stop()
+
+
+class CompactedFeed:
+    """Every worker's copy of a compacted topic: each record goes to ``apply``, from the start, to
+    the end before ``ready`` is set, then live. Records ``apply`` rejects (ValueError) are skipped."""
+
+    def __init__(self, bootstrap: str, topic: str, apply: Callable[[bytes, bytes | None], None]) -> None:
+        self.bootstrap, self.topic, self.apply = bootstrap, topic, apply
+        self.ready = asyncio.Event()
+
+    async def run(self) -> None:
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False, group_id=None,
+                                    auto_offset_reset="earliest")
+        await consumer.start()
+        try:
+            partitions = await assign_all(consumer, self.topic)
+            end = await consumer.end_offsets(partitions)
+            pending = set(partitions)
+            while True:
+                for tp, records in (await consumer.getmany(timeout_ms=200, max_records=5000)).items():
+                    for record in records:
+                        try:
+                            self.apply(record.key, record.value)
+                        except ValueError as exc:
+                            log.warning("skipping bad record at %s:%s: %s", tp, record.offset, exc)
+                if not self.ready.is_set():
+                    pending = {tp for tp in pending if await consumer.position(tp) < end[tp]}
+                    if not pending:
+                        log.info("%s loaded", self.topic)
+                        self.ready.set()
+        finally:
+            await consumer.stop()

@@ -8,3 +8,6 @@ DUPLICATES = Counter("personastream_duplicate_events_total", "events dropped as 
 PERSONAS = Counter("personastream_persona_events_total", "PersonaEvents published")
 BATCH_SECONDS = Histogram("personastream_batch_seconds", "processing time of one batch",
                           buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
+VISITS_CLOSED = Counter("personastream_visits_closed_total", "visits ended by the inactivity gap and learned from")
+PERSONA_HANDOVERS = Counter("personastream_persona_handovers_total", "persona learner snapshots sent for merging")
+PERSONA_MERGES = Counter("personastream_persona_merges_total", "shared persona models published by this worker")

@@ -8,17 +8,12 @@ page-observation aggregator. Catalog statistics win; observed ones count once a 
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from dataclasses import dataclass, field
 
 import orjson
-from aiokafka import AIOKafkaConsumer
 
 from schemas.pages import PageStats
-from stream.kafka_io import assign_all
 
-log = logging.getLogger(__name__)
 MIN_VIEWS = 20
 
 
@@ -45,38 +40,6 @@ class PageTable:
         stats = PageStats.model_validate_json(value)
         if stats.source == "catalog" or stats.views >= MIN_VIEWS:
             table[page_id] = (stats.bounce_rate, stats.exit_rate, stats.page_value)
-
-
-class PageFeed:
-    """Reads the pages topic into a :class:`PageTable`: to its end before ``ready``, then live."""
-
-    def __init__(self, bootstrap: str, topic: str, table: PageTable) -> None:
-        self.bootstrap, self.topic, self.table = bootstrap, topic, table
-        self.ready = asyncio.Event()
-
-    async def run(self) -> None:
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False, group_id=None,
-                                    auto_offset_reset="earliest")
-        await consumer.start()
-        try:
-            partitions = await assign_all(consumer, self.topic)
-            end = await consumer.end_offsets(partitions)
-            pending = set(partitions)
-            while True:
-                for tp, records in (await consumer.getmany(timeout_ms=200, max_records=5000)).items():
-                    for record in records:
-                        try:
-                            self.table.apply(record.key, record.value)
-                        except ValueError as exc:
-                            log.warning("skipping bad page record at %s:%s: %s", tp, record.offset, exc)
-                if not self.ready.is_set():
-                    pending = {tp for tp in pending if await consumer.position(tp) < end[tp]}
-                    if not pending:
-                        log.info("page table loaded: %d catalog, %d observed pages",
-                                 len(self.table.catalog), len(self.table.observed))
-                        self.ready.set()
-        finally:
-            await consumer.stop()
 
 
 def page_record(stats: PageStats) -> tuple[bytes, bytes]:

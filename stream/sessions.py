@@ -3,22 +3,29 @@
 Visits are cut in event time by an inactivity gap; each visit's state is folded event by event,
 then every visit touched by the batch is scored once and published, so the newest PersonaEvent
 of a visit always reflects all of its events processed so far.
+
+A visit ends when its session comes back after the gap, or when the partition's event time (the
+newest event seen on it) passes the visit's last event by the gap. An ended visit is learned from
+once by the persona model and feeds the exit and bounce statistics of its last page. The index of
+open visits lives in memory: after a restart, visits still open are closed when they come back.
 """
 
 from __future__ import annotations
 
-from collections import Counter
+import math
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, MutableMapping, Sequence
 
 from models.features import SessionState, fold, is_duplicate, session_features, start_visit
 from models.intent import IntentModel
-from models.persona import PersonaModel, persona_features, recommend
+from models.persona import persona_features, recommend
 from schemas.dead_letter import DeadLetter
 from schemas.events import EventError, parse_event
 from schemas.persona import FeatureContribution, PersonaEvent
 from stream.pages import PageTable
+from stream.persona_sync import SharedPersona
 
 
 @dataclass(frozen=True)
@@ -40,16 +47,22 @@ class BatchResult:
     """session key -> (partition, serialized state) to write to the table and its changelog."""
     page_observations: dict[str, Counter] = field(default_factory=dict)
     duplicates: int = 0
+    closed: int = 0
+    """visits ended in this batch."""
 
 
 @dataclass
 class SessionProcessor:
     intent: IntentModel
-    persona: PersonaModel
+    personas: SharedPersona
     pages: PageTable
     gap_s: float = 1800.0
     top_features: int = 3
     now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
+    _open: dict[int, OrderedDict[bytes, float]] = field(default_factory=dict, repr=False)
+    """partition -> open visits (session key -> last event time), least recently touched first."""
+    _clock: dict[int, float] = field(default_factory=dict, repr=False)
+    """partition -> newest event time seen on it."""
 
     def process(self, records: Sequence[Record], states: MutableMapping[bytes, bytes]) -> BatchResult:
         result = BatchResult()
@@ -65,15 +78,11 @@ class SessionProcessor:
                     offset=record.offset, received_at=self.now()))
                 continue
             key = record.key
-            if key in touched:
-                state = touched[key][1]
-            else:
-                raw = states.get(key)
-                state = None if raw is None else SessionState.from_bytes(raw)
+            state = touched[key][1] if key in touched else _load(states, key)
             ts = event.ts.timestamp()
-            if state is None or ts - state.last_ts > self.gap_s:
-                if state is not None:
-                    self._observe_end(state, result)
+            if state is None or state.closed or ts - state.last_ts > self.gap_s:
+                if state is not None and not state.closed:
+                    self._close(state, result)
                 state = start_visit(state, event)
             if is_duplicate(state, event.event_id):
                 result.duplicates += 1
@@ -82,9 +91,29 @@ class SessionProcessor:
             if event.type == "page_view":
                 self._observe(result, event.page.id, views=1, entrances=int(state.n_pages == 1))
             touched[key] = (record.partition, state)
+            opened = self._open.setdefault(record.partition, OrderedDict())
+            opened[key] = state.last_ts
+            opened.move_to_end(key)
+            self._clock[record.partition] = max(self._clock.get(record.partition, -math.inf), ts)
+        self._sweep({r.partition for r in records}, touched, states, result)
         if touched:
             self._score(touched, result)
         return result
+
+    def _sweep(self, partitions: set[int], touched: dict[bytes, tuple[int, SessionState]],
+               states: MutableMapping[bytes, bytes], result: BatchResult) -> None:
+        """Close the visits of ``partitions`` idle for longer than the gap in the partition's event time."""
+        for partition in partitions:
+            opened = self._open.get(partition)
+            horizon = self._clock.get(partition, -math.inf) - self.gap_s
+            while opened and next(iter(opened.values())) < horizon:
+                key, _ = opened.popitem(last=False)
+                state = touched[key][1] if key in touched else _load(states, key)
+                if state is None or state.closed:
+                    continue
+                self._close(state, result)
+                if key not in touched:
+                    result.states[key] = (partition, state.to_bytes())
 
     def _score(self, touched: dict[bytes, tuple[int, SessionState]], result: BatchResult) -> None:
         keys = list(touched)
@@ -93,11 +122,9 @@ class SessionProcessor:
         contributions = self.intent.contributions(rows, self.top_features) if self.top_features else [[]] * len(rows)
         for key, score, contrib in zip(keys, scores, contributions):
             partition, state = touched[key]
-            score = float(score)
+            score = state.intent = float(score)
             band = self.intent.band(score)
-            x = persona_features(state, score)
-            self.persona.learn_one(x)
-            assignment = self.persona.predict_one(x)
+            assignment = self.personas.assign(persona_features(state, score))
             result.personas.append(PersonaEvent(
                 session_id=key.decode(), visit=state.visit,
                 event_time=datetime.fromtimestamp(state.last_ts, timezone.utc),
@@ -105,7 +132,7 @@ class SessionProcessor:
                 persona_confidence=assignment.confidence, intent_score=score, intent_band=band,
                 top_features=[FeatureContribution(feature=f, contribution=c) for f, c in contrib],
                 recommended_action=recommend(assignment.name, band),
-                intent_model_version=self.intent.version, persona_model_version=self.persona.version,
+                intent_model_version=self.intent.version, persona_model_version=assignment.version,
                 events_seen=state.events, page_views=state.n_pages))
             result.states[key] = (partition, state.to_bytes())
 
@@ -113,7 +140,15 @@ class SessionProcessor:
     def _observe(result: BatchResult, page_id: str, **counts: int) -> None:
         result.page_observations.setdefault(page_id, Counter()).update(counts)
 
-    def _observe_end(self, state: SessionState, result: BatchResult) -> None:
-        """A visit ended by the inactivity gap: its exit page (and bounce) feed page statistics."""
+    def _close(self, state: SessionState, result: BatchResult) -> None:
+        """End a visit: the persona model learns it; its exit page (and bounce) feed page statistics."""
+        state.closed = True
+        self.personas.learn(persona_features(state, state.intent))
+        result.closed += 1
         if state.exit_page:
             self._observe(result, state.exit_page, exits=1, bounces=int(state.n_pages == 1))
+
+
+def _load(states: MutableMapping[bytes, bytes], key: bytes) -> SessionState | None:
+    raw = states.get(key)
+    return None if raw is None else SessionState.from_bytes(raw)

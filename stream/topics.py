@@ -16,6 +16,14 @@ def page_observations_topic(settings: Settings) -> str:
     return f"{settings.pages_topic}.observations"
 
 
+def persona_model_topic(settings: Settings) -> str:
+    return f"{settings.personas_topic}.model"
+
+
+def persona_learning_topic(settings: Settings) -> str:
+    return f"{settings.personas_topic}.learning"
+
+
 def layout(settings: Settings) -> dict[str, tuple[int, dict[str, str]]]:
     """topic -> (partitions, configs) for every topic the pipeline reads or writes."""
     n = settings.partitions
@@ -25,6 +33,8 @@ def layout(settings: Settings) -> dict[str, tuple[int, dict[str, str]]]:
         settings.dlq_topic: (1, {}),
         settings.pages_topic: (1, {"cleanup.policy": "compact"}),
         page_observations_topic(settings): (n, {}),
+        persona_model_topic(settings): (1, {"cleanup.policy": "compact"}),
+        persona_learning_topic(settings): (1, {}),
     }
 
 

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from contextlib import aclosing
 from dataclasses import dataclass, field
@@ -32,6 +33,8 @@ class Pipeline:
     partitions: int = 4
     name: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     workers: list[subprocess.Popen] = field(default_factory=list)
+    settings: dict[str, str] = field(default_factory=dict)
+    """extra PERSONASTREAM_* variables for every command and worker."""
 
     @property
     def env(self) -> dict[str, str]:
@@ -45,6 +48,7 @@ class Pipeline:
             "PERSONASTREAM_DLQ_TOPIC": f"{self.name}.dlq",
             "PERSONASTREAM_PAGES_TOPIC": f"{self.name}.pages",
             "PERSONASTREAM_PARTITIONS": str(self.partitions),
+            **self.settings,
         })
         return env
 
@@ -61,11 +65,39 @@ class Pipeline:
         index = len(self.workers)
         log = open(self.home / f"worker-{index}.log", "ab")
         env = {**self.env, "PERSONASTREAM_HOME": str(self.home / f"w{index}")}
-        process = subprocess.Popen([*CLI, "worker", "--web-port", str(free_port()), "-l", "info", *extra],
+        port = free_port()
+        process = subprocess.Popen([*CLI, "worker", "--web-port", str(port), "-l", "info", *extra],
                                    env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, start_new_session=True)
+        process.web_port = port
         self.workers.append(process)
         return process
+
+    def web(self, process: subprocess.Popen, path: str = "/status", timeout: float = 120) -> bytes:
+        """GET a worker's web view, waiting for its web server to come up."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.check_workers()
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{process.web_port}{path}", timeout=5) as response:
+                    return response.read()
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"worker web view {path} did not answer in {timeout}s") from None
+                time.sleep(0.5)
+
+    def status(self, process: subprocess.Popen) -> dict:
+        return orjson.loads(self.web(process, "/status"))
+
+    def wait_for(self, condition, what: str, timeout: float = 120):
+        """Poll ``condition()`` until it returns something truthy; fail naming ``what`` after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while not (found := condition()):
+            self.check_workers()
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            time.sleep(0.5)
+        return found
 
     def check_workers(self) -> None:
         """Fail at once, with its log, if a worker that was not stopped has exited."""
@@ -90,13 +122,13 @@ class Pipeline:
         for process in self.workers:
             self.stop_worker(process)
 
-    def produce(self, topic: str, records: list[tuple[bytes | None, bytes]]) -> None:
+    def produce(self, topic: str, records: list[tuple[bytes | None, bytes]], partition: int | None = None) -> None:
         async def send() -> None:
             producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, max_request_size=4 * 1024 * 1024)
             await producer.start()
             try:
                 for key, value in records:
-                    await producer.send(topic, value, key=key)
+                    await producer.send(topic, value, key=key, partition=partition)
                 await producer.flush()
             finally:
                 await producer.stop()

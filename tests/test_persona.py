@@ -114,16 +114,17 @@ def test_snapshot_round_trip_assigns_and_learns_identically(uci):
     assert assignments(copy, X) == assignments(model, X)
 
 
-def test_merge_gives_one_model_both_workers_agree(uci):
+def test_absorb_gives_one_model_both_workers_agree(uci):
     X, _, _ = uci
     base = trained(X, upto=1000)
-    workers = [PersonaModel.from_bytes(base.to_bytes()) for _ in range(2)]
+    workers = [base.learner() for _ in range(2)]
     for w, shard in zip(workers, (X[1000:1500], X[1500:])):
         for x in shard:
             w.learn_one(x)
     assert workers[0].version != workers[1].version
-    merged = PersonaModel.merge([w.to_bytes() for w in workers])
-    assert PersonaModel.merge([workers[1], workers[0]]).to_bytes() == merged.to_bytes()  # order-free
+    assert [w.learned for w in workers] == [500, len(X) - 1500]
+    merged = base.absorb([w.to_bytes() for w in workers])
+    assert base.absorb([workers[1], workers[0]]).to_bytes() == merged.to_bytes()  # order-free
     a, b = (PersonaModel.from_bytes(merged.to_bytes()) for _ in range(2))
     assert a.version == b.version == merged.version != base.version
     assert merged.generation == base.generation + 1
@@ -132,18 +133,18 @@ def test_merge_gives_one_model_both_workers_agree(uci):
     assert sum(merged.counts) == sum(base.counts) + 1000
 
 
-def test_merged_scaler_equals_one_model_that_saw_everything(uci):
+def test_absorbed_scaler_equals_one_model_that_saw_everything(uci):
     X, _, _ = uci
     base = trained(X, upto=1000)
     single = PersonaModel.from_bytes(base.to_bytes())
-    workers = [PersonaModel.from_bytes(base.to_bytes()) for _ in range(2)]
+    workers = [base.learner() for _ in range(2)]
     for x in X[1000:1500]:
         workers[0].learn_one(x)
         single.learn_one(x)
     for x in X[1500:]:
         workers[1].learn_one(x)
         single.learn_one(x)
-    merged = PersonaModel.merge(workers)
+    merged = base.absorb(workers)
     for f in FEATURES:
         assert merged.scaler.counts[f] == single.scaler.counts[f]
         assert merged.scaler.means[f] == pytest.approx(single.scaler.means[f], rel=1e-9, abs=1e-12)

@@ -6,10 +6,12 @@ import orjson
 import pytest
 
 from models.intent import IntentModel
+from models.features import SessionState
 from models.persona import PersonaModel
 from models.uci import sessions
 from stream.offline import score_uci
 from stream.pages import PageTable, page_record
+from stream.persona_sync import SharedPersona
 from stream.sessions import Record, SessionProcessor
 
 
@@ -19,17 +21,24 @@ def intent():
 
 
 def processor(intent, **kwargs) -> SessionProcessor:
-    return SessionProcessor(intent=intent, persona=PersonaModel.default(), pages=PageTable(intent.page_prior), **kwargs)
+    return SessionProcessor(intent=intent, personas=SharedPersona(PersonaModel.default()),
+                            pages=PageTable(intent.page_prior), **kwargs)
 
 
-def records(events: list[dict]) -> list[Record]:
-    return [Record(e["session_id"].encode(), orjson.dumps(e), "t", 0, i) for i, e in enumerate(events)]
+def records(events: list[dict], partition: int = 0) -> list[Record]:
+    return [Record(e["session_id"].encode(), orjson.dumps(e), "t", partition, i) for i, e in enumerate(events)]
 
 
-def visit(sid: str, start_minute: int, n: int) -> list[dict]:
-    return [{"type": "page_view", "event_id": f"{sid}-{start_minute}-{i}", "session_id": sid,
-             "ts": f"2024-05-01T10:{start_minute + i:02d}:00Z", "page": {"id": f"p{i}", "type": "product"}}
+def visit(sid: str, start_minute: int, n: int, hour: int = 10) -> list[dict]:
+    return [{"type": "page_view", "event_id": f"{sid}-{hour}-{start_minute}-{i}", "session_id": sid,
+             "ts": f"2024-05-01T{hour:02d}:{start_minute + i:02d}:00Z", "page": {"id": f"p{i}", "type": "product"}}
             for i in range(n)]
+
+
+def run(proc: SessionProcessor, recs: list[Record], states: dict):
+    result = proc.process(recs, states)
+    states.update({key: blob for key, (_, blob) in result.states.items()})
+    return result
 
 
 def test_batches_of_any_size_give_the_same_final_score(intent, sample_frame):
@@ -75,3 +84,54 @@ def test_every_touched_visit_is_published_once_per_batch(intent):
     result = processor(intent).process(records(visit("a", 0, 3) + visit("b", 0, 2)), {})
     assert sorted((p.session_id, p.events_seen) for p in result.personas) == [("a", 3), ("b", 2)]
     assert all(len(p.top_features) == 3 for p in result.personas)
+
+
+def test_partition_event_time_closes_idle_visits_once_and_teaches_the_learner(intent):
+    proc, states = processor(intent, gap_s=1800), {}
+    served = proc.personas.serving.version
+    run(proc, records(visit("a", 0, 3)), states)
+    assert proc.personas.learner.learned == 0
+    other = run(proc, records(visit("b", 0, 1, hour=11), partition=1), states)
+    assert other.closed == 0  # another partition's clock does not close "a"
+    result = run(proc, records(visit("c", 0, 1, hour=11)), states)
+    assert result.closed == 1 and result.page_observations["p2"]["exits"] == 1
+    assert SessionState.from_bytes(states[b"a"]).closed
+    assert proc.personas.learner.learned == 1
+    back = run(proc, records(visit("a", 10, 1, hour=11)), states)
+    assert back.closed == 0 and back.personas[-1].visit == 1 and back.personas[-1].events_seen == 1
+    assert proc.personas.learner.learned == 1  # a visit is learned once
+    assert {p.persona_model_version for p in back.personas} == {served}  # learning does not change serving
+
+
+def test_workers_serve_the_same_model_after_absorbing_each_others_learning(intent, sample_frame):
+    workers = [processor(intent, gap_s=60), processor(intent, gap_s=60)]
+    tables: list[dict] = [{}, {}]
+    for index, session in enumerate(sessions(sample_frame.head(300))):
+        proc = workers[index % 2]
+        for stats in session.pages:
+            proc.pages.apply(*page_record(stats))
+        run(proc, records(session.events), tables[index % 2])
+    learned = [w.personas.learner.learned for w in workers]
+    assert min(learned) > 50
+    snapshots = [blob for w in workers for blob in w.personas.take_learning()]
+    assert len(snapshots) == 2 and workers[0].personas.learner.learned == 0
+    merged = workers[0].personas.absorb(snapshots)
+    assert merged.generation == PersonaModel.default().generation + 1
+    assert workers[1].personas.adopt(PersonaModel.from_bytes(merged.to_bytes()))
+    assert not workers[0].personas.adopt(merged)  # already served
+    twin = visit("twin", 0, 4, hour=23)
+    a, b = (w.process(records(twin), {}).personas[-1] for w in workers)
+    assert a.persona_model_version == b.persona_model_version == merged.version
+    assert (a.persona, a.persona_id, a.persona_confidence) == (b.persona, b.persona_id, b.persona_confidence)
+
+
+def test_learning_on_an_old_model_is_kept_when_a_new_one_arrives(intent):
+    shared = SharedPersona(PersonaModel.default())
+    x = {"pages": 2.0, "dwell": 3.0, "product_share": 0.5, "intent": 0.2}
+    shared.learn(x)
+    newer = shared.serving.absorb([])
+    assert shared.adopt(newer) and shared.serving is newer and shared.learner.learned == 0
+    shared.learn(x)
+    taken = [PersonaModel.from_bytes(blob) for blob in shared.take_learning()]
+    assert sorted(m.learned for m in taken) == [1, 1]
+    assert shared.take_learning() == []
