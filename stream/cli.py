@@ -284,6 +284,34 @@ def tail(as_json: bool = typer.Option(False, "--json", help="one JSON object per
     run(conf.bootstrap, conf.personas_topic, as_json, idle_exit, from_beginning)
 
 
+@cli.command()
+def bench(events: int = typer.Option(1_000_000, help="events pre-loaded for the throughput runs"),
+          quick: bool = typer.Option(False, "--quick", help="small sizes for a smoke run (about two minutes)"),
+          out: Path = typer.Option(Path("BENCHMARKS.md"), help="the Markdown report"),
+          json_out: Optional[Path] = typer.Option(None, "--json", help="the JSON results (default: benchmarks.json next to --out)"),
+          rate: float = typer.Option(5000.0, help="offered load of the latency runs, events/s"),
+          latency_seconds: Optional[float] = typer.Option(None, help="length of each latency run (default 20, quick 8)"),
+          memory_sessions: Optional[int] = typer.Option(None, help="concurrent sessions of the memory measurement"),
+          csv: Path = typer.Option(DEFAULT_UCI, help="UCI Online Shoppers CSV replayed as visits"),
+          keep: bool = typer.Option(False, help="keep the temporary broker home and worker logs")) -> None:
+    """Benchmark on a fresh local broker (issue 5): ceiling, throughput, latency, scoring, scale, memory, profile."""
+    from stream.bench.run import QUICK, Options, run
+
+    if not csv.is_file():
+        fail(f"{csv} does not exist")
+    sizes = {**(QUICK if quick else {}), **({} if quick and events == 1_000_000 else {"events": events})}
+    for name, value in (("latency_s", latency_seconds), ("memory_sessions", memory_sessions)):
+        if value is not None:
+            sizes[name] = value
+    command = " ".join(["personastream", *sys.argv[1:]])
+    opts = Options(csv=csv, out=out, json_out=json_out or out.with_name("benchmarks.json"), command=command,
+                   rate=rate, keep=keep, **sizes)
+    for target in run(opts, console)["targets"]:
+        console.print(f"{'met' if target['met'] else '[red]not met[/]'}: {target['measure']} = {target['value']} "
+                      f"(target {target['target']})")
+    console.print(f"wrote {opts.out} and {opts.json_out}")
+
+
 @pages_cli.command("seed")
 def pages_seed(catalog: Path = typer.Argument(..., help="CSV/JSONL with page_id,bounce_rate,exit_rate,page_value"),
                broker: Optional[str] = BrokerOpt) -> None:

@@ -1,0 +1,226 @@
+"""Measurements through the broker: raw ceiling, pipeline throughput and scale, latency under load."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from typing import Callable, Mapping, Sequence
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+
+from stream.bench.rig import Rig
+from stream.bench.stats import LatencyMatcher, completion, latency_summary
+from stream.config import Settings
+from stream.kafka_io import assign_all
+from stream.replay import Outgoing, paced, produce, seed_pages
+
+Advance = Callable[[int], None]
+WARMUP = Outgoing(b"bench-warmup", orjson.dumps({
+    "type": "page_view", "event_id": "bench-warmup-0", "session_id": "bench-warmup", "ts": "2024-01-01T00:00:00Z",
+    "page": {"id": "bench/warmup", "type": "home"}}), None)
+
+
+def preload(bootstrap: str, topic: str, records: Sequence[Outgoing], advance: Advance) -> dict[str, float]:
+    """Produce ``records`` as fast as the replay producer goes; return the rate."""
+    started = time.perf_counter()
+    sent = asyncio.run(produce(bootstrap, topic, paced(list(records), None), advance))
+    seconds = time.perf_counter() - started
+    return {"events": sent, "seconds": round(seconds, 2), "events_per_s": round(sent / seconds, 1)}
+
+
+def _consumer(bootstrap: str) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                            auto_offset_reset="earliest")
+
+
+async def ceiling(bootstrap: str, topic: str, total: int, advance: Advance) -> dict[str, float]:
+    """A plain AIOKafkaConsumer reading and orjson-decoding ``total`` records of ``topic``."""
+    consumer = _consumer(bootstrap)
+    await consumer.start()
+    try:
+        await assign_all(consumer, topic)
+        loads = orjson.loads
+        read = 0
+        started = time.perf_counter()
+        while read < total:
+            for records in (await consumer.getmany(timeout_ms=1000, max_records=10_000)).values():
+                for record in records:
+                    loads(record.value)
+                read += len(records)
+                advance(len(records))
+        seconds = time.perf_counter() - started
+    finally:
+        await consumer.stop()
+    return {"events": read, "seconds": round(seconds, 2), "events_per_s": round(read / seconds, 1)}
+
+
+async def offered_load(bootstrap: str, source: str, sink: str, records: Sequence[Outgoing], rate: float,
+                       covered: Callable[[bytes], int | None], advance: Advance, drain_s: float = 30.0,
+                       base: Mapping[bytes, int] | None = None) -> dict:
+    """Send ``records`` to ``source`` at ``rate`` events/s; time each until an output on ``sink`` covers it.
+
+    ``covered(value)`` says how many of its key's events an output reflects (None: the next one),
+    ``base`` how many of them were sent before this run.
+    Send and receive times are taken in this process with one clock.
+    """
+    matcher = LatencyMatcher(base=base or {})
+    consumer = _consumer(bootstrap)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0, acks=1)
+    await consumer.start()
+    await producer.start()
+    try:
+        for tp in await assign_all(consumer, sink, from_beginning=False):
+            await consumer.position(tp)  # resolve the end offsets now, before anything is sent
+        stop = asyncio.Event()
+
+        async def receive() -> None:
+            while not stop.is_set():
+                batches = await consumer.getmany(timeout_ms=50, max_records=5000)
+                now = time.perf_counter()
+                for batch in batches.values():
+                    for record in batch:
+                        matcher.output(record.key, covered(record.value), now)
+
+        receiver = asyncio.create_task(receive())
+        started = time.perf_counter()
+        sent = 0
+        while sent < len(records):
+            due = min(len(records), int((time.perf_counter() - started) * rate) + 1)
+            advance(due - sent)
+            while sent < due:
+                record = records[sent]
+                matcher.send(record.key, time.perf_counter())
+                await producer.send(source, record.value, key=record.key)
+                sent += 1
+            await asyncio.sleep(0.002)
+        offered = sent / (time.perf_counter() - started)
+        await producer.flush()
+        deadline = time.perf_counter() + drain_s
+        while matcher.pending and time.perf_counter() < deadline:
+            await asyncio.sleep(0.1)
+        stop.set()
+        await receiver
+    finally:
+        await producer.stop()
+        await consumer.stop()
+    return {"offered_events_per_s": round(offered, 1), "events": len(records), "unmatched": matcher.pending,
+            **latency_summary(matcher.latencies)}
+
+
+def events_seen(value: bytes) -> int:
+    return orjson.loads(value)["events_seen"]
+
+
+async def wait_done(conf: Settings, total: int, complete: Callable[[list], bool], check: Callable[[], None],
+                    advance: Advance, timeout: float, quiet_s: float = 15.0) -> None:
+    """Wait until the worker group has committed ``total`` offsets of the events topic, or its outputs
+    have stopped growing for ``quiet_s`` and are ``complete`` (Faust 0.15.3 can leave a partition's
+    commit behind after a rebalance although every event was processed)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=conf.bootstrap)
+    outputs = _consumer(conf.bootstrap)
+    await admin.start()
+    await outputs.start()
+    try:
+        partitions = await assign_all(outputs, conf.personas_topic, from_beginning=False)
+        deadline = time.monotonic() + timeout
+        done = produced = 0
+        quiet_since = time.monotonic()
+        while done < total:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"workers committed {done}/{total} offsets of {conf.events_topic} in {timeout:.0f}s")
+            check()
+            await asyncio.sleep(1.0)
+            now = sum((await outputs.end_offsets(partitions)).values())
+            if now != produced:
+                produced, quiet_since = now, time.monotonic()
+            elif produced and time.monotonic() - quiet_since > quiet_s:
+                if complete(await read_outputs(conf.bootstrap, conf.personas_topic)):
+                    return
+                quiet_since = time.monotonic()
+            try:
+                offsets = await admin.list_consumer_group_offsets(conf.app_id)
+            except KafkaError:  # the group (or its coordinator) does not exist yet
+                continue
+            now = sum(max(o.offset, 0) for tp, o in offsets.items() if tp.topic == conf.events_topic)
+            advance(now - done)
+            done = now
+    finally:
+        await outputs.stop()
+        await admin.close()
+
+
+async def read_outputs(bootstrap: str, topic: str) -> list[tuple[float, bytes, int]]:
+    """Every PersonaEvent on ``topic`` as (record timestamp in s, session key, events_seen)."""
+    consumer = _consumer(bootstrap)
+    await consumer.start()
+    points: list[tuple[float, bytes, int]] = []
+    try:
+        partitions = await assign_all(consumer, topic)
+        end = await consumer.end_offsets(partitions)
+        while [tp for tp in partitions if await consumer.position(tp) < end[tp]]:
+            for records in (await consumer.getmany(timeout_ms=1000, max_records=10_000)).values():
+                points.extend((r.timestamp / 1000, r.key, events_seen(r.value)) for r in records)
+    finally:
+        await consumer.stop()
+    return points
+
+
+def start_pipeline(rig: Rig, conf: Settings, catalog: list[tuple[bytes, bytes]], workers: int) -> None:
+    """Topics, the page catalog and ``workers`` workers of one run."""
+    rig.topics(conf)
+    asyncio.run(seed_pages(conf.bootstrap, conf.pages_topic, catalog))
+    for _ in range(workers):
+        rig.start_worker(conf)
+
+
+def throughput(rig: Rig, conf: Settings, catalog: list[tuple[bytes, bytes]], expected: Mapping[bytes, int],
+               workers: int, advance: Advance, timeout: float = 900.0) -> dict:
+    """Pre-loaded events through ``workers`` fresh workers: first PersonaEvent to the last visit's final one."""
+    total = sum(expected.values())
+    started = time.monotonic()
+    try:
+        start_pipeline(rig, conf, catalog, workers)
+        finished = lambda points: completion(points, expected)["sessions_complete"] == len(expected)  # noqa: E731
+        asyncio.run(wait_done(conf, total, finished, rig.check, advance, timeout))
+        wall = time.monotonic() - started
+    finally:
+        rig.stop_all()
+    result = completion(asyncio.run(read_outputs(conf.bootstrap, conf.personas_topic)), expected)
+    return {"workers": workers, "partitions": conf.partitions, "wall_s_with_startup": round(wall, 1), **result}
+
+
+async def _await_output(conf: Settings, key: bytes, check: Callable[[], None], timeout: float) -> None:
+    consumer = _consumer(conf.bootstrap)
+    await consumer.start()
+    try:
+        await assign_all(consumer, conf.personas_topic)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=500)
+            if any(r.key == key for records in batches.values() for r in records):
+                return
+            check()
+        raise TimeoutError(f"no PersonaEvent for the warm-up visit within {timeout:.0f}s")
+    finally:
+        await consumer.stop()
+
+
+def pipeline_latency(rig: Rig, conf: Settings, catalog: list[tuple[bytes, bytes]],
+                     loads: Sequence[tuple[float, Sequence[Outgoing]]], advance: Advance) -> list[dict]:
+    """Event -> PersonaEvent latency through one warmed-up worker, for each (rate, records) in turn."""
+    try:
+        start_pipeline(rig, conf, catalog, 1)
+        asyncio.run(produce(conf.bootstrap, conf.events_topic, paced([WARMUP], None)))
+        asyncio.run(_await_output(conf, WARMUP.key, rig.check, timeout=180))
+        results, sent = [], Counter()
+        for rate, records in loads:
+            results.append(asyncio.run(offered_load(conf.bootstrap, conf.events_topic, conf.personas_topic, records,
+                                                    rate, events_seen, advance, base=Counter(sent))))
+            sent.update(r.key for r in records)
+        return results
+    finally:
+        rig.stop_all()

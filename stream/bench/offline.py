@@ -1,0 +1,207 @@
+"""Measurements without Kafka: the processor alone, intent scoring cost, state memory, a profile."""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import os
+import shutil
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from models.features import SessionState, session_features
+from models.intent import IntentModel
+from models.persona import PersonaModel
+from stream.pages import PageTable
+from stream.persona_sync import SharedPersona
+from stream.replay import Outgoing
+from stream.config import settings
+from stream.sessions import Record, SessionProcessor
+
+BATCH = 500
+"""Events per batch, as the worker's default ``PERSONASTREAM_BATCH_SIZE``."""
+
+
+def worker_intent() -> IntentModel:
+    """The intent model as the worker loads it (compiled to native code, cached like the worker's)."""
+    return IntentModel.load().compiled(settings().model_cache)
+
+
+def processor(intent: IntentModel, catalog: Sequence[tuple[bytes, bytes]]) -> SessionProcessor:
+    """The worker's processor and settings, with the shipped persona snapshot and the page catalog loaded."""
+    conf = settings()
+    pages = PageTable(prior=intent.page_prior)
+    for key, value in catalog:
+        pages.apply(key, value)
+    return SessionProcessor(intent=intent, personas=SharedPersona(PersonaModel.default()), pages=pages,
+                            gap_s=conf.session_gap_s, explain_delta=conf.explain_delta)
+
+
+def batches(records: Sequence[Outgoing], size: int = BATCH) -> list[list[Record]]:
+    return [[Record(r.key, r.value, "bench", 0, i + j) for j, r in enumerate(records[i:i + size])]
+            for i in range(0, len(records), size)]
+
+
+def run_batches(proc: SessionProcessor, work: list[list[Record]]) -> dict[bytes, bytes]:
+    """Process batches as the session agent does, writing states back into a dict table."""
+    states: dict[bytes, bytes] = {}
+    for batch in work:
+        for key, (_, blob) in proc.process(batch, states).states.items():
+            states[key] = blob
+    return states
+
+
+class TimedIntent:
+    """An intent model that times the scoring calls the processor makes (everything else passes through)."""
+
+    def __init__(self, model: IntentModel) -> None:
+        self.model = model
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.rows: dict[str, int] = defaultdict(int)
+
+    def __getattr__(self, name: str):
+        return getattr(self.model, name)
+
+    def _timed(self, name: str, rows, *args):
+        started = time.perf_counter()
+        out = getattr(self.model, name)(rows, *args)
+        self.seconds[name] += time.perf_counter() - started
+        self.rows[name] += len(rows)
+        return out
+
+    def score(self, rows):
+        return self._timed("score", rows)
+
+    def contributions(self, rows, top: int = 3):
+        return self._timed("contributions", rows, top)
+
+
+def processor_rate(intent: IntentModel, catalog, records: Sequence[Outgoing]) -> tuple[dict, TimedIntent, list[SessionState]]:
+    """Events/s of ``SessionProcessor.process`` alone, its timed scoring calls and the final states."""
+    timed = TimedIntent(intent)
+    work = batches(records)
+    started = time.perf_counter()
+    states = run_batches(processor(timed, catalog), work)
+    seconds = time.perf_counter() - started
+    return ({"events": len(records), "batch": BATCH, "seconds": round(seconds, 2),
+             "events_per_s": round(len(records) / seconds, 1),
+             "scored_rows_per_event": round(timed.rows["score"] / len(records), 3),
+             "explained_rows_per_event": round(timed.rows["contributions"] / len(records), 3)},
+            timed, [SessionState.from_bytes(blob) for blob in states.values()])
+
+
+def _per_call(fn, calls: int, repeat: int = 3) -> float:
+    """Best-of-``repeat`` seconds per call of ``fn`` over ``calls`` calls."""
+    best = float("inf")
+    for _ in range(repeat):
+        started = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        best = min(best, time.perf_counter() - started)
+    return best / calls
+
+
+def scoring_cost(intent: IntentModel, timed: TimedIntent, events: int, states: Sequence[SessionState]) -> dict:
+    """Per-event cost of intent scoring as the worker did it (timed calls) vs one-row Booster.predict."""
+    x = np.asarray([session_features(states[len(states) // 2], intent.vocabulary)], dtype=np.float64)
+    worker_us = (timed.seconds["score"] + timed.seconds["contributions"]) / events * 1e6
+    single_us = _per_call(lambda: intent.booster.predict(x, num_threads=1), 2000) * 1e6
+    contrib_us = _per_call(lambda: intent.booster.predict(x, num_threads=1, pred_contrib=True), 300) * 1e6
+    return {"events": events, "native_scoring": intent.native is not None,
+            "scored_rows": timed.rows["score"], "explained_rows": timed.rows["contributions"],
+            "worker_us_per_event": round(worker_us, 2),
+            "worker_scores_only_us_per_event": round(timed.seconds["score"] / events * 1e6, 2),
+            "worker_contributions_us_per_event": round(timed.seconds["contributions"] / events * 1e6, 2),
+            "booster_predict_one_row_us": round(single_us, 2),
+            "booster_pred_contrib_one_row_us": round(contrib_us, 2),
+            "ratio": round(single_us / worker_us, 1)}
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _token(i: int) -> bytes:
+    """An opaque 32-character session token, like a UUID without dashes."""
+    return hashlib.blake2b(i.to_bytes(8, "little"), digest_size=16).hexdigest().encode()
+
+
+def memory_store(templates: Sequence[SessionState], n: int, compact: bool = False) -> dict:
+    """Bytes per session of ``n`` serialized states in a dict, as Faust's ``memory://`` store keeps them.
+
+    ``compact`` stores a copy of each blob: an ``orjson.dumps`` result keeps its oversized output
+    buffer resident (several KB of RSS per object), a copy does not.
+    """
+    gc.collect()
+    before = rss_bytes()
+    store: dict[bytes, bytes] = {}
+    for i in range(n):
+        blob = templates[i % len(templates)].to_bytes()
+        store[_token(i)] = bytes(memoryview(blob)) if compact else blob
+    rss = rss_bytes() - before
+    objects = sys.getsizeof(store) + sum(sys.getsizeof(k) + sys.getsizeof(v) for k, v in store.items())
+    blob = sum(len(v) for v in store.values()) / n
+    del store
+    gc.collect()
+    return {"sessions": n, "compact_copy": compact, "state_blob_bytes": round(blob, 1), "python_object_bytes_per_session": round(objects / n, 1),
+            "rss_bytes_per_session": round(rss / n, 1)}
+
+
+def rocksdb_store(templates: Sequence[SessionState], n: int, directory: Path) -> dict:
+    """The same sessions in RocksDB opened with Faust's ``rocksdb://`` options (via rocksdict)."""
+    try:
+        from faust.stores.rocksdb import RocksDBOptions
+        from rocksdict import WriteBatch
+    except ImportError as exc:
+        return {"available": False, "error": f"{exc} (pip install rocksdict)"}
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    gc.collect()
+    before = rss_bytes()
+    db = RocksDBOptions(use_rocksdict=True).open(directory / "sessions.db")
+    try:
+        for start in range(0, n, 10_000):
+            batch = WriteBatch(raw_mode=True)
+            for i in range(start, min(n, start + 10_000)):
+                batch.put(_token(i), templates[i % len(templates)].to_bytes())
+            db.write(batch)
+        db.flush()
+        rss = rss_bytes() - before
+        db.compact_range(None, None)
+        disk = sum(f.stat().st_size for f in directory.rglob("*") if f.is_file())
+    finally:
+        db.close()
+        shutil.rmtree(directory, ignore_errors=True)
+    return {"available": True, "sessions": n, "disk_bytes_per_session": round(disk / n, 1),
+            "rss_bytes_per_session": round(rss / n, 1)}
+
+
+def profile(intent: IntentModel, catalog, records: Sequence[Outgoing], top: int = 15) -> dict:
+    """pyinstrument over ``SessionProcessor.process`` on worker-sized batches: top frames by self time."""
+    from pyinstrument import Profiler
+
+    work = batches(records)
+    proc = processor(intent, catalog)
+    profiler = Profiler(interval=0.0005)
+    profiler.start()
+    run_batches(proc, work)
+    profiler.stop()
+    root = profiler.last_session.root_frame()
+    selfs: dict[str, float] = defaultdict(float)
+    stack = [root]
+    while stack:
+        frame = stack.pop()
+        stack.extend(frame.children)
+        if not frame.is_synthetic and frame.total_self_time > 0:
+            selfs[f"{frame.function} ({frame.file_path_short}:{frame.line_no})"] += frame.total_self_time
+    total = root.time
+    ranked = sorted(selfs.items(), key=lambda item: -item[1])[:top]
+    return {"events": len(records), "seconds": round(total, 2),
+            "top_self": [{"frame": name, "seconds": round(t, 3), "share": round(t / total, 4)} for name, t in ranked],
+            "tree": profiler.output_text(unicode=False, color=False, processor_options={"filter_threshold": 0.02})}

@@ -1,0 +1,166 @@
+"""BENCHMARKS.md and the JSON file from one bench run's results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+Results = dict[str, Any]
+KB = 1024
+
+
+def targets(r: Results) -> list[dict[str, Any]]:
+    """Each issue-5 target: the measured ratio or value, the target and whether it is met."""
+    ceiling = r["ceiling"]["events_per_s"]
+    one, two = r["pipeline_1"]["events_per_s"], r["pipeline_2"]["events_per_s"]
+    raw_p99, p99 = r["raw_latency"]["p99_ms"], r["pipeline_latency"]["p99_ms"]
+    store = r["memory"]["memory_store"]["rss_bytes_per_session"]
+    rows = [
+        ("pipeline throughput / ceiling", one / ceiling, ">= 0.5", one / ceiling >= 0.5),
+        ("pipeline p99 / raw p99 at offered load", p99 / raw_p99, "<= 3", p99 / raw_p99 <= 3),
+        ("one-row Booster.predict / worker scoring cost per event", r["scoring"]["ratio"], ">= 20",
+         r["scoring"]["ratio"] >= 20),
+        ("2 workers / 1 worker throughput", two / one, ">= 1.6", two / one >= 1.6),
+        ("state bytes per session, memory:// (RSS)", store, "<= 2048", store <= 2 * KB),
+    ]
+    return [{"measure": m, "value": round(v, 3), "target": t, "met": bool(ok)} for m, v, t, ok in rows]
+
+
+def write(r: Results, markdown: Path, json_file: Path) -> Results:
+    """Add the target verdicts to ``r``, write both files and return ``r``."""
+    r = {**r, "targets": targets(r)}
+    json_file.parent.mkdir(parents=True, exist_ok=True)
+    json_file.write_bytes(orjson.dumps(r, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
+    markdown.write_text(render(r, json_file))
+    return r
+
+
+def _row(*cells: object) -> str:
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def _n(value: float, digits: int = 0) -> str:
+    return f"{value:,.{digits}f}"
+
+
+def render(r: Results, json_file: Path) -> str:
+    w, c, one, two = r["workload"], r["ceiling"], r["pipeline_1"], r["pipeline_2"]
+    raw, lat, sc, mem, proc = r["raw_latency"], r["pipeline_latency"], r["scoring"], r["memory"], r["processor"]
+    low = r["pipeline_latency_low"]
+    rocks = mem["rocksdb"]
+    lines = [
+        "# Benchmarks",
+        "",
+        f"One run of `{r['command']}` ({r['finished_at']}, {r['machine']['cpus']} CPUs, Python "
+        f"{r['machine']['python']}, {r['machine']['platform']}; {r['seconds']:.0f} s). Every ratio is measured "
+        "side by side in that run on a fresh local broker; the machine is shared and noisy, so single numbers "
+        f"move between runs. Raw numbers: [`{json_file.name}`]({json_file.name}). Regenerate with `make bench` "
+        "(`personastream bench --quick` for a two-minute smoke run).",
+        "",
+        "## Targets (issue 5)",
+        "",
+        _row("measure", "value", "target", "met"),
+        _row("---", "---:", "---", "---"),
+        *[_row(t["measure"], t["value"], t["target"], "yes" if t["met"] else "**no**") for t in r["targets"]],
+        "",
+        "## Measurements",
+        "",
+        _row("measurement", "result"),
+        _row("---", "---"),
+        _row("input", f"{_n(w['events'])} events in {_n(w['sessions'])} visits ({_n(w['uci_events'])} from "
+                      f"{_n(w['uci_rows'])} replayed UCI rows, the rest synthetic click/scroll/dwell/page-view visits), "
+                      f"{r['pipeline_1']['partitions']} partitions; preloaded at {_n(r['preload']['events_per_s'])} ev/s"),
+        _row("1. ceiling: AIOKafkaConsumer + orjson.loads", f"{_n(c['events_per_s'])} ev/s"),
+        _row("1. raw produce→consume latency", f"p50 {raw['p50_ms']} ms, p99 {raw['p99_ms']} ms at "
+                                               f"{_n(raw['offered_events_per_s'])} ev/s offered"),
+        _row("2. pipeline, 1 worker", f"{_n(one['events_per_s'])} ev/s first→last PersonaEvent "
+                                      f"({one['span_s']} s; steady 10–90%: {_n(one['steady_events_per_s'])} ev/s; "
+                                      f"{_n(one['sessions_complete'])}/{_n(one['sessions'])} visits complete; "
+                                      f"{one['wall_s_with_startup']} s with start-up)"),
+        _row("2. processor alone (no Kafka)", f"{_n(proc['events_per_s'])} ev/s (batches of {proc['batch']})"),
+        _row("3. event→PersonaEvent latency", f"p50 {lat['p50_ms']} ms, p90 {lat['p90_ms']} ms, p99 {lat['p99_ms']} ms "
+                                              f"at {_n(lat['offered_events_per_s'])} ev/s offered "
+                                              f"({_n(lat['n'])} events, {lat['unmatched']} unmatched)"),
+        _row("3. event→PersonaEvent latency, half the 1-worker rate (after the run above)",
+             f"p50 {low['p50_ms']} ms, p90 {low['p90_ms']} ms, p99 {low['p99_ms']} ms at "
+             f"{_n(low['offered_events_per_s'])} ev/s offered ({_n(low['n'])} events, {low['unmatched']} unmatched)"),
+        _row("4. worker scoring per event (scores + top-3 contributions, as the processor calls them)",
+             f"{sc['worker_us_per_event']} µs/event: scores {sc['worker_scores_only_us_per_event']} µs "
+             f"({'native' if sc['native_scoring'] else 'LightGBM'}, {proc['scored_rows_per_event']} rows/event), "
+             f"contributions {sc['worker_contributions_us_per_event']} µs ({proc['explained_rows_per_event']} rows/event)"),
+        _row("4. Booster.predict, one row", f"{sc['booster_predict_one_row_us']} µs "
+                                            f"(pred_contrib: {sc['booster_pred_contrib_one_row_us']} µs)"),
+        _row("5. pipeline, 2 workers", f"{_n(two['events_per_s'])} ev/s (steady {_n(two['steady_events_per_s'])} ev/s; "
+                                       f"{_n(two['sessions_complete'])}/{_n(two['sessions'])} visits complete)"),
+        _row("5. memory:// store, as the worker stores blobs",
+             f"{mem['memory_store']['rss_bytes_per_session']} B RSS/session, "
+             f"{mem['memory_store']['python_object_bytes_per_session']} B of Python objects "
+             f"({mem['memory_store']['state_blob_bytes']} B blob), {_n(mem['memory_store']['sessions'])} sessions"),
+        _row("5. memory:// store, blobs copied", f"{mem['memory_store_compact']['rss_bytes_per_session']} B RSS/session"),
+        _row("5. rocksdb:// (Faust options, rocksdict)",
+             f"{rocks['rss_bytes_per_session']} B RSS/session, {rocks['disk_bytes_per_session']} B on disk/session"
+             if rocks.get("available") else f"not measured: {rocks.get('error')}"),
+        "",
+        "## Profile: `SessionProcessor.process` (pyinstrument, no Kafka)",
+        "",
+        f"{_n(r['profile']['events'])} events in batches of {proc['batch']}, {r['profile']['seconds']} s under the "
+        "profiler. Top frames by self time:",
+        "",
+        _row("frame", "self s", "share"),
+        _row("---", "---:", "---:"),
+        *[_row(f"`{f['frame']}`", f["seconds"], f"{f['share']:.1%}") for f in r["profile"]["top_self"]],
+        "",
+        "<details><summary>call tree</summary>",
+        "",
+        "```",
+        r["profile"]["tree"].strip(),
+        "```",
+        "</details>",
+        "",
+        "## Interpretation",
+        "",
+        *interpretation(r),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def interpretation(r: Results) -> list[str]:
+    """Short, number-driven reading of the run: what bounds each target."""
+    c, one, two, proc, sc = r["ceiling"], r["pipeline_1"], r["pipeline_2"], r["processor"], r["scoring"]
+    raw, lat, low, mem = r["raw_latency"], r["pipeline_latency"], r["pipeline_latency_low"], r["memory"]
+    top = ", ".join(f"`{f['frame'].split(' (')[0]}` {f['share']:.0%}" for f in r["profile"]["top_self"][:4])
+    return [
+        f"* **Throughput.** The processor alone, with no Kafka client at all, runs at {_n(proc['events_per_s'])} ev/s "
+        f"= {proc['events_per_s'] / c['events_per_s']:.2f} × the consumer ceiling of {_n(c['events_per_s'])} ev/s, so "
+        f"the per-event Python work bounds the pipeline ({_n(one['events_per_s'])} ev/s = "
+        f"{one['events_per_s'] / proc['events_per_s']:.2f} × the processor alone; the rest is Faust, the producer "
+        f"and the broker on the same {r['machine']['cpus']} CPUs). Top self time in the profile: {top}. "
+        f"Each batch scores every visit it touched ({proc['scored_rows_per_event']} rows per event) and "
+        f"re-explains {proc['explained_rows_per_event']} rows per event with TreeSHAP.",
+        f"* **Scoring cost.** As the processor calls it, intent scoring costs {sc['worker_us_per_event']} µs per "
+        f"event: {sc['worker_scores_only_us_per_event']} µs of scores, {sc['worker_contributions_us_per_event']} µs "
+        f"of contributions; one-row `Booster.predict` costs {sc['booster_predict_one_row_us']} µs and one-row "
+        f"`pred_contrib` {sc['booster_pred_contrib_one_row_us']} µs, so the contributions decide this ratio.",
+        f"* **Latency.** Raw produce→consume p99 is {raw['p99_ms']} ms. At {_n(lat['offered_events_per_s'])} ev/s "
+        f"the pipeline p99 is {lat['p99_ms']} ms; "
+        + ("the offered load is above what one worker sustains here, so the queue grows for the whole run and "
+           "p99 measures the backlog, not the per-batch latency. "
+           if lat["offered_events_per_s"] > one["events_per_s"] else "")
+        + f"At {_n(low['offered_events_per_s'])} ev/s (half the 1-worker rate, the same visits continued once the "
+        f"first run has drained) p50/p99 are {low['p50_ms']}/{low['p99_ms']} ms: the batch window (≤ {r['batch_window_s']} s), the batch's processing and the "
+        "producer round trips before the PersonaEvent is sent.",
+        f"* **Scale.** 2 workers vs 1: {two['events_per_s'] / one['events_per_s']:.2f}× (steady "
+        f"{two['steady_events_per_s'] / one['steady_events_per_s']:.2f}×), on {r['machine']['cpus']} CPUs that also run "
+        "the broker and this harness; both workers compete for the same cores, so this does not show how the "
+        "pipeline scales across hosts.",
+        f"* **Memory.** A session's state blob is ~{mem['memory_store']['state_blob_bytes']:.0f} B, but the worker "
+        f"stores `orjson.dumps` results, and each keeps its oversized output buffer resident: the dict store costs "
+        f"{mem['memory_store']['rss_bytes_per_session']:.0f} B RSS per session. Copying the blob "
+        f"(`bytes(memoryview(blob))`) brings it to {mem['memory_store_compact']['rss_bytes_per_session']:.0f} B; "
+        + (f"RocksDB holds it in {mem['rocksdb']['rss_bytes_per_session']:.0f} B RSS and "
+           f"{mem['rocksdb']['disk_bytes_per_session']:.0f} B of disk per session."
+           if mem["rocksdb"].get("available") else f"RocksDB was not measured: {mem['rocksdb'].get('error')}."),
+    ]

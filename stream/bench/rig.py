@@ -1,0 +1,89 @@
+"""A fresh local broker, per-run topic names and Faust worker subprocesses, all stopped by PID."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from stream.broker import LocalBroker, free_port
+from stream.config import Settings
+from stream.topics import ensure_topics
+
+CLI = [sys.executable, "-c", "from stream.cli import main; main()"]
+ENV_FIELDS = ("broker", "app_id", "events_topic", "personas_topic", "dlq_topic", "pages_topic", "partitions")
+
+
+@contextmanager
+def local_broker(home: Path) -> Iterator[str]:
+    """A single-node broker on a free port under ``home``; stopped by PID on exit, error or Ctrl-C."""
+    broker = LocalBroker(home, port=free_port())
+    try:
+        broker.start()
+        yield f"127.0.0.1:{broker.port}"
+    finally:
+        broker.stop()
+
+
+@dataclass
+class Rig:
+    """Worker processes for bench runs on one broker; ``stop_all`` ends every one it started."""
+
+    bootstrap: str
+    home: Path
+    workers: dict[int, subprocess.Popen] = field(default_factory=dict)
+    started: int = 0
+
+    def settings(self, run: str, events_topic: str, partitions: int = 4) -> Settings:
+        """Settings of run ``run``: its own app id and output/page topics, on ``events_topic``."""
+        return Settings(broker=f"kafka://{self.bootstrap}", home=self.home / run, app_id=f"bench-{run}",
+                        events_topic=events_topic, personas_topic=f"{run}.personas", dlq_topic=f"{run}.dlq",
+                        pages_topic=f"{run}.pages", partitions=partitions)
+
+    def topics(self, conf: Settings) -> None:
+        asyncio.run(ensure_topics(conf))
+
+    def start_worker(self, conf: Settings) -> subprocess.Popen:
+        index = self.started
+        self.started += 1
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PERSONASTREAM_")}
+        env.update({f"PERSONASTREAM_{name.upper()}": str(getattr(conf, name)) for name in ENV_FIELDS})
+        env["PERSONASTREAM_HOME"] = str(conf.home / f"w{index}")
+        conf.home.mkdir(parents=True, exist_ok=True)
+        with open(self.log(index), "ab") as log:
+            process = subprocess.Popen([*CLI, "worker", "--web-port", str(free_port()), "-l", "warn"], env=env,
+                                       stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                       start_new_session=True)
+        self.workers[index] = process
+        return process
+
+    def log(self, index: int) -> Path:
+        return self.home / f"worker-{index}.log"
+
+    def check(self) -> None:
+        """Raise, with the end of its log, if a running worker has exited."""
+        for index, process in self.workers.items():
+            if process.poll() is not None:
+                tail = self.log(index).read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"worker {index} (pid {process.pid}) exited with {process.returncode}:\n{tail}")
+
+    def stop_all(self, timeout: float = 30.0) -> None:
+        """SIGTERM every started worker by PID, SIGKILL those still running after ``timeout``."""
+        for process in self.workers.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for process in self.workers.values():
+            try:
+                process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
+        self.workers.clear()

@@ -1,0 +1,147 @@
+"""The bench phases in order: workload, offline measurements, then everything through a fresh broker."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import shutil
+import signal
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib.metadata import version
+from pathlib import Path
+from typing import Iterator
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from stream.bench import kafka, offline, report, workload
+from stream.bench.rig import Rig, local_broker
+from stream.config import settings
+
+
+@dataclass(frozen=True)
+class Options:
+    csv: Path
+    out: Path
+    json_out: Path
+    command: str
+    events: int = 1_000_000
+    rate: float = 5000.0
+    latency_s: float = 20.0
+    memory_sessions: int = 1_000_000
+    offline_events: int = 40_000
+    partitions: int = 4
+    keep: bool = False
+
+
+QUICK = {"events": 100_000, "latency_s": 8.0, "memory_sessions": 100_000, "offline_events": 10_000}
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM unwinds like Ctrl-C, so every ``finally`` stops what it started."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=console)
+
+
+def run(opts: Options, console: Console) -> report.Results:
+    started = time.monotonic()
+    home = Path(tempfile.mkdtemp(prefix="personastream-bench-"))
+    ok = False
+    try:
+        with _sigterm_as_interrupt(), _progress(console) as progress:
+            results = _phases(opts, home, progress)
+        ok = True
+    finally:
+        if ok and not opts.keep:
+            shutil.rmtree(home, ignore_errors=True)
+        else:
+            console.print(f"bench state and worker logs kept in {home}")
+    results.update(command=opts.command, seconds=round(time.monotonic() - started, 1),
+                   finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                   machine={"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+                   versions={p: version(p) for p in ("faust-streaming", "aiokafka", "lightgbm", "orjson", "pydantic")})
+    return report.write(results, opts.out, opts.json_out)
+
+
+def _phases(opts: Options, home: Path, progress: Progress) -> report.Results:
+    def phase(label: str, total: float | None):
+        task = progress.add_task(label, total=total)
+        return lambda n=1: progress.advance(task, n)
+
+    r: report.Results = {"batch_window_s": settings().batch_window_s}
+    step = phase("building the workload", 1)
+    work = workload.build(opts.csv, opts.events)
+    expected = work.sessions()
+    uci = sum(n for key, n in expected.items() if key.startswith(b"uci-"))
+    r["workload"] = {"events": len(work.records), "sessions": len(expected), "uci_events": uci,
+                     "uci_rows": sum(key.startswith(b"uci-") for key in expected), "catalog_pages": len(work.catalog)}
+    step()
+
+    intent = offline.worker_intent()
+    sample = work.records[:opts.offline_events]
+    step = phase("offline: processor, scoring, memory, profile", 5)
+    r["processor"], timed, states = offline.processor_rate(intent, work.catalog, sample)
+    step()
+    r["scoring"] = offline.scoring_cost(intent, timed, len(sample), states)
+    step()
+    r["memory"] = {"memory_store": offline.memory_store(states, opts.memory_sessions),
+                   "memory_store_compact": offline.memory_store(states, opts.memory_sessions, compact=True)}
+    step()
+    r["memory"]["rocksdb"] = offline.rocksdb_store(states, opts.memory_sessions, home / "rocksdb")
+    step()
+    r["profile"] = offline.profile(intent, work.catalog, sample[:opts.offline_events // 2])
+    step()
+    del timed, states
+
+    with local_broker(home / "broker") as bootstrap:
+        rig = Rig(bootstrap, home)
+        try:
+            r.update(_through_kafka(opts, rig, work, expected, phase))
+        finally:
+            rig.stop_all()
+    return r
+
+
+def _through_kafka(opts: Options, rig: Rig, work: workload.Workload, expected, phase) -> report.Results:
+    r: report.Results = {}
+    total = len(work.records)
+    one = rig.settings("w1", "bench.events", opts.partitions)
+    rig.topics(one)
+    r["preload"] = kafka.preload(rig.bootstrap, one.events_topic, work.records, phase("preloading events", total))
+    r["ceiling"] = asyncio.run(kafka.ceiling(rig.bootstrap, one.events_topic, total, phase("ceiling: plain consumer", total)))
+
+    offered = work.records[:int(opts.rate * opts.latency_s)]
+    raw = rig.settings("raw", "raw.events", opts.partitions)
+    rig.topics(raw)
+    r["raw_latency"] = asyncio.run(kafka.offered_load(rig.bootstrap, raw.events_topic, raw.events_topic, offered,
+                                                      opts.rate, lambda value: None,
+                                                      phase(f"raw latency at {opts.rate:.0f} ev/s", len(offered))))
+
+    r["pipeline_1"] = kafka.throughput(rig, one, work.catalog, expected, 1, phase("pipeline, 1 worker", total))
+    two = rig.settings("w2", "bench.events", opts.partitions)
+    r["pipeline_2"] = kafka.throughput(rig, two, work.catalog, expected, 2, phase("pipeline, 2 workers", total))
+
+    lat = rig.settings("lat", "lat.events", opts.partitions)
+    low = round(min(opts.rate, r["pipeline_1"]["events_per_s"]) / 2, -2) or 100.0
+    low_records = work.records[len(offered):len(offered) + int(low * opts.latency_s)]
+    r["pipeline_latency"], r["pipeline_latency_low"] = kafka.pipeline_latency(
+        rig, lat, work.catalog, [(opts.rate, offered), (low, low_records)],
+        phase(f"pipeline latency at {opts.rate:.0f}, then {low:.0f} ev/s", len(offered) + len(low_records)))
+    return r

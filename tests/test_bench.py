@@ -1,0 +1,71 @@
+"""Pure helpers of the benchmark harness (no Kafka, no timing assertions)."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+import pytest
+
+from schemas.events import parse_event
+from stream.bench.stats import LatencyMatcher, completion, percentile
+from stream.bench.workload import merge, synthetic_events
+from stream.replay import Outgoing
+
+
+def test_percentile_interpolates_between_order_statistics():
+    assert percentile([3.0, 1.0, 2.0], 50) == 2.0
+    assert percentile([0.0, 10.0], 99) == pytest.approx(9.9)
+    assert percentile([5.0], 99) == 5.0
+    assert percentile(list(range(101)), 90) == 90
+
+
+def test_synthetic_events_are_valid_keyed_and_in_time_order_per_visit():
+    catalog, records = synthetic_events(3000, random.Random(1), concurrent=50)
+    assert len(records) == 3000 and catalog
+    last: dict[bytes, float] = {}
+    for record in records:
+        event = parse_event(record.value)
+        assert event.session_id.encode() == record.key
+        assert record.ts >= last.get(record.key, 0.0)
+        assert record.ts - last.get(record.key, record.ts) < 1800  # one visit per session
+        last[record.key] = record.ts
+    first = {}
+    for record in records:
+        first.setdefault(record.key, parse_event(record.value))
+    assert all(event.type == "page_view" for event in first.values())
+
+
+def test_merge_keeps_each_order():
+    a = [Outgoing(b"a", str(i).encode(), None) for i in range(50)]
+    b = [Outgoing(b"b", str(i).encode(), None) for i in range(30)]
+    merged = merge(a, b, random.Random(0))
+    assert [r for r in merged if r.key == b"a"] == a and [r for r in merged if r.key == b"b"] == b
+
+
+def test_latency_matcher_resolves_every_event_an_output_covers():
+    matcher = LatencyMatcher()
+    for t in (0.0, 1.0, 2.0):
+        matcher.send(b"s", t)
+    matcher.output(b"s", 2, 5.0)  # covers the first two events
+    matcher.output(b"other", 1, 5.0)  # not sent here: ignored
+    assert sorted(matcher.latencies) == [4.0, 5.0] and matcher.pending == 1
+    matcher.output(b"s", None, 6.0)  # next event
+    assert matcher.latencies[-1] == 4.0 and matcher.pending == 0
+
+
+def test_latency_matcher_counts_events_sent_before_the_run():
+    matcher = LatencyMatcher(base={b"s": 3})
+    matcher.send(b"s", 1.0)
+    matcher.output(b"s", 2, 2.0)  # an older output, from before this run: ignored
+    assert matcher.latencies == [] and matcher.pending == 1
+    matcher.output(b"s", 4, 3.0)
+    assert matcher.latencies == [2.0] and matcher.pending == 0
+
+
+def test_completion_runs_from_first_output_to_last_final_one():
+    expected = Counter({b"a": 2, b"b": 1})
+    points = [(10.0, b"a", 1), (11.0, b"b", 1), (13.0, b"a", 2), (14.0, b"a", 2)]
+    result = completion(points, expected)
+    assert result["sessions_complete"] == 2 and result["span_s"] == 3.0
+    assert result["events_per_s"] == pytest.approx(1.0)
