@@ -116,10 +116,10 @@ def events_seen(value: bytes) -> int:
 
 
 async def wait_done(conf: Settings, total: int, complete: Callable[[list], bool], check: Callable[[], None],
-                    advance: Advance, timeout: float, quiet_s: float = 15.0) -> None:
+                    advance: Advance, timeout: float, quiet_s: float = 15.0, stall_s: float = 60.0) -> None:
     """Wait until the worker group has committed ``total`` offsets of the events topic, or its outputs
     have stopped growing for ``quiet_s`` and are ``complete`` (Faust 0.15.3 can leave a partition's
-    commit behind after a rebalance although every event was processed)."""
+    commit behind after a rebalance although every event was processed), or for ``stall_s``."""
     admin = AIOKafkaAdminClient(bootstrap_servers=conf.bootstrap)
     outputs = _consumer(conf.bootstrap)
     await admin.start()
@@ -128,7 +128,7 @@ async def wait_done(conf: Settings, total: int, complete: Callable[[list], bool]
         partitions = await assign_all(outputs, conf.personas_topic, from_beginning=False)
         deadline = time.monotonic() + timeout
         done = produced = 0
-        quiet_since = time.monotonic()
+        quiet_since = checked = time.monotonic()
         while done < total:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"workers committed {done}/{total} offsets of {conf.events_topic} in {timeout:.0f}s")
@@ -137,10 +137,12 @@ async def wait_done(conf: Settings, total: int, complete: Callable[[list], bool]
             now = sum((await outputs.end_offsets(partitions)).values())
             if now != produced:
                 produced, quiet_since = now, time.monotonic()
-            elif produced and time.monotonic() - quiet_since > quiet_s:
+            elif produced and time.monotonic() - quiet_since > stall_s:
+                return  # stalled: the report says how many visits are incomplete
+            elif produced and min(time.monotonic() - quiet_since, time.monotonic() - checked) > quiet_s:
                 if complete(await read_outputs(conf.bootstrap, conf.personas_topic)):
                     return
-                quiet_since = time.monotonic()
+                checked = time.monotonic()
             try:
                 offsets = await admin.list_consumer_group_offsets(conf.app_id)
             except KafkaError:  # the group (or its coordinator) does not exist yet

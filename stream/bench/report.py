@@ -45,6 +45,14 @@ def _n(value: float, digits: int = 0) -> str:
     return f"{value:,.{digits}f}"
 
 
+def _complete(run: Results) -> str:
+    text = f"{_n(run['sessions_complete'])}/{_n(run['sessions'])} visits complete"
+    if run["events_covered"] < run["events"]:
+        text += (f", **only {_n(run['events_covered'])} of {_n(run['events'])} events reflected before the outputs "
+                 "stalled**; the rate counts those")
+    return text
+
+
 def render(r: Results, json_file: Path) -> str:
     w, c, one, two = r["workload"], r["ceiling"], r["pipeline_1"], r["pipeline_2"]
     raw, lat, sc, mem, proc = r["raw_latency"], r["pipeline_latency"], r["scoring"], r["memory"], r["processor"]
@@ -77,7 +85,7 @@ def render(r: Results, json_file: Path) -> str:
                                                f"{_n(raw['offered_events_per_s'])} ev/s offered"),
         _row("2. pipeline, 1 worker", f"{_n(one['events_per_s'])} ev/s first→last PersonaEvent "
                                       f"({one['span_s']} s; steady 10–90%: {_n(one['steady_events_per_s'])} ev/s; "
-                                      f"{_n(one['sessions_complete'])}/{_n(one['sessions'])} visits complete; "
+                                      f"{_complete(one)}; "
                                       f"{one['wall_s_with_startup']} s with start-up)"),
         _row("2. processor alone (no Kafka)", f"{_n(proc['events_per_s'])} ev/s (batches of {proc['batch']})"),
         _row("3. event→PersonaEvent latency", f"p50 {lat['p50_ms']} ms, p90 {lat['p90_ms']} ms, p99 {lat['p99_ms']} ms "
@@ -93,7 +101,7 @@ def render(r: Results, json_file: Path) -> str:
         _row("4. Booster.predict, one row", f"{sc['booster_predict_one_row_us']} µs "
                                             f"(pred_contrib: {sc['booster_pred_contrib_one_row_us']} µs)"),
         _row("5. pipeline, 2 workers", f"{_n(two['events_per_s'])} ev/s (steady {_n(two['steady_events_per_s'])} ev/s; "
-                                       f"{_n(two['sessions_complete'])}/{_n(two['sessions'])} visits complete)"),
+                                       f"{_complete(two)}; {two['wall_s_with_startup']} s with start-up)"),
         _row("5. memory:// store, as the worker stores blobs",
              f"{mem['memory_store']['rss_bytes_per_session']} B RSS/session, "
              f"{mem['memory_store']['python_object_bytes_per_session']} B of Python objects "

@@ -54,7 +54,8 @@ class LatencyMatcher:
 
 
 def completion(points: Sequence[tuple[float, bytes, int]], expected: Mapping[bytes, int]) -> dict[str, float]:
-    """Rates from outputs ``(time s, key, events covered)``: first output to the last key's final one.
+    """Rates from outputs ``(time s, key, events covered)``: events covered from the first output to the
+    last one that covered more (with every visit complete: the last visit's final PersonaEvent).
 
     ``steady_eps`` counts only the middle 80% of the events (10% to 90% covered), which leaves out
     start-up and the tail of the last partitions.
@@ -62,25 +63,24 @@ def completion(points: Sequence[tuple[float, bytes, int]], expected: Mapping[byt
     total = sum(expected.values())
     ordered = sorted(points)
     covered: dict[bytes, int] = {}
-    finished: dict[bytes, float] = {}
+    finished = 0
     cumulative = 0
+    last_gain = float("nan")
     marks: dict[float, float] = {}
     for at, key, seen in ordered:
-        if key not in expected:
-            continue
-        gain = seen - covered.get(key, 0)
+        want = expected.get(key)
+        gain = 0 if want is None else min(seen, want) - covered.get(key, 0)
         if gain > 0:
-            covered[key] = seen
+            covered[key] = covered.get(key, 0) + gain
             cumulative += gain
+            last_gain = at
+            finished += covered[key] == want
             for share in (0.1, 0.9):
                 if share not in marks and cumulative >= share * total:
                     marks[share] = at
-        if seen >= expected[key] and key not in finished:
-            finished[key] = at
     first = ordered[0][0] if ordered else float("nan")
-    last = max(finished.values(), default=float("nan"))
-    span = last - first
+    span = last_gain - first
     steady_span = marks.get(0.9, float("nan")) - marks.get(0.1, float("nan"))
-    return {"events": total, "sessions": len(expected), "sessions_complete": len(finished),
-            "span_s": round(span, 3), "events_per_s": round(total / span, 1) if span > 0 else float("nan"),
+    return {"events": total, "events_covered": cumulative, "sessions": len(expected), "sessions_complete": finished,
+            "span_s": round(span, 3), "events_per_s": round(cumulative / span, 1) if span > 0 else float("nan"),
             "steady_events_per_s": round(0.8 * total / steady_span, 1) if steady_span > 0 else float("nan")}
