@@ -8,7 +8,8 @@ functions, so a feature the stream cannot compute does not exist.
 from __future__ import annotations
 
 import math
-from dataclasses import astuple, dataclass, field
+from dataclasses import dataclass, field, fields
+from operator import attrgetter
 from datetime import datetime, timezone
 from typing import Callable, Mapping, Sequence
 
@@ -63,14 +64,21 @@ class SessionState:
     """The intent score of the visit as last published."""
     closed: bool = False
     """The visit ended (inactivity gap) and was learned from; the next event starts a new visit."""
+    explained: float = -1.0
+    """The intent score ``top`` explains (-1: not explained yet)."""
+    top: list[list] = field(default_factory=list)
+    """[feature, log-odds contribution] of the features that contributed most to ``explained``."""
     recent_ids: list[str] = field(default_factory=list)
 
     def to_bytes(self) -> bytes:
-        return orjson.dumps(astuple(self))
+        return orjson.dumps(_state_values(self))
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> "SessionState":
         return cls(*orjson.loads(raw))
+
+
+_state_values = attrgetter(*(f.name for f in fields(SessionState)))
 
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import lightgbm as lgb
 import numpy as np
@@ -77,6 +79,10 @@ class IntentModel:
     bands: dict[str, float]
     page_prior: tuple[float, float, float]
     calibration: dict = field(default_factory=lambda: {"method": "identity"})
+    sha256: str = ""
+    model_file: Path = MODEL_FILE
+    native: Any = None
+    """The same trees compiled to native code by lleaves (see :meth:`compiled`), or None."""
 
     @classmethod
     def load(cls, model_file: Path = MODEL_FILE, metadata_file: Path = METADATA_FILE) -> "IntentModel":
@@ -107,16 +113,39 @@ class IntentModel:
         try:
             bands = {"medium": float(meta["bands"]["medium"]), "high": float(meta["bands"]["high"])}
             model = cls(booster=booster, version=meta["version"], vocabulary=meta["vocabulary"],
-                        bands=bands, page_prior=tuple(meta["page_prior"]), calibration=calibration)
+                        bands=bands, page_prior=tuple(meta["page_prior"]), calibration=calibration,
+                        sha256=digest, model_file=Path(model_file))
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelFileError(f"intent model metadata {metadata_file} is incomplete: {exc!r}") from None
         if not 0 <= bands["medium"] <= bands["high"] <= 1:
             raise ModelFileError(f"intent model metadata {metadata_file} has unordered bands {bands}")
         return model
 
+    def compiled(self, cache_dir: Path) -> "IntentModel":
+        """This model with scoring compiled to native code by lleaves: the same predictions (to
+        ~1e-15), several times cheaper per row. The binary is cached per model and CPU in ``cache_dir``."""
+        import lleaves
+        from llvmlite import binding
+
+        cpu = hashlib.sha256(f"{binding.get_host_cpu_name()}:{binding.get_host_cpu_features().flatten()}"
+                             .encode()).hexdigest()[:12]
+        cache = Path(cache_dir) / f"intent-{self.sha256[:16]}-{cpu}.so"
+        native = lleaves.Model(model_file=str(self.model_file))
+        if not cache.exists():  # compile to a private file, then publish it atomically
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            scratch = cache.with_suffix(f".{os.getpid()}.tmp")
+            native.compile(cache=str(scratch))
+            os.replace(scratch, cache)
+            native = lleaves.Model(model_file=str(self.model_file))
+        native.compile(cache=str(cache))
+        return dataclasses.replace(self, native=native)
+
     def raw_score(self, rows: Sequence[Sequence[float]]) -> np.ndarray:
         """Uncalibrated LightGBM probabilities (what the model was trained to output)."""
-        return self.booster.predict(np.asarray(rows, dtype=np.float64), num_threads=1)
+        X = np.asarray(rows, dtype=np.float64)
+        if self.native is not None:
+            return self.native.predict(X, n_jobs=1)
+        return self.booster.predict(X, num_threads=1)
 
     def score(self, rows: Sequence[Sequence[float]]) -> np.ndarray:
         """Calibrated purchase probabilities for a batch of feature vectors."""

@@ -60,6 +60,8 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "intent": (0.0, 1.0),
 }
 """Valid range of each persona feature; :meth:`PersonaModel.learn_one` clips raw inputs to it."""
+_LOWER = np.array([BOUNDS[f][0] for f in FEATURES])
+_UPPER = np.array([BOUNDS[f][1] for f in FEATURES])
 
 
 def _finite(value: object, default: float = 0.0) -> float:
@@ -305,6 +307,28 @@ class PersonaModel:
         c, d1, d2 = self._nearest(self.standardize(x))
         confidence = 1.0 - d1 / d2 if d2 > 0 and math.isfinite(d2) else 1.0
         return Assignment(c, self.names[c], _clip(confidence, 0.0, 1.0), self.version)
+
+    def predict_many(self, xs: Sequence[Mapping[str, float]]) -> list[Assignment]:
+        """:meth:`predict_one` for many sessions at once, vectorized (same clipping and tie-breaking)."""
+        if not self.ready:
+            return [Assignment(-1, UNASSIGNED, 0.0, self.version)] * len(xs)
+        raw = np.array([[x.get(f, math.nan) for f in FEATURES] for x in xs], dtype=float).reshape(len(xs), len(FEATURES))
+        known = np.isfinite(raw)
+        raw = np.clip(np.where(known, raw, 0.0), _LOWER, _UPPER)
+        mean = np.array([self.scaler.means.get(f, 0.0) for f in FEATURES])
+        std = np.sqrt(np.array([self.scaler.vars.get(f, 0.0) for f in FEATURES]))
+        z = np.where(known & (std > 0), (raw - mean) / np.where(std > 0, std, 1.0), 0.0)
+        z = np.clip(z, -self.clip, self.clip)
+        d = np.sqrt(((z[:, None, :] - self.centers()[None]) ** 2).sum(2))
+        best = np.argmin(d, axis=1)
+        rows = np.arange(len(xs))
+        d1 = d[rows, best]
+        d[rows, best] = np.inf
+        d2 = d.min(axis=1)
+        ok = (d2 > 0) & np.isfinite(d2)
+        confidence = np.clip(np.where(ok, 1.0 - d1 / np.where(ok, d2, 1.0), 1.0), 0.0, 1.0)
+        version = self.version
+        return [Assignment(int(c), self.names[c], float(p), version) for c, p in zip(best, confidence)]
 
     def profile(self) -> list[dict[str, float | str | int]]:
         """Per persona: name, sessions learned and centroid in raw feature units."""

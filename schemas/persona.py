@@ -25,7 +25,11 @@ class PersonaEvent(BaseModel):
     persona_confidence: float = Field(ge=0, le=1)
     intent_score: float = Field(ge=0, le=1, description="calibrated probability that this visit ends in a purchase")
     intent_band: str = Field(description="low | medium | high, thresholds in the intent model metadata")
-    top_features: list[FeatureContribution] = Field(default_factory=list)
+    top_features: list[FeatureContribution] = Field(
+        default_factory=list, description="features that contributed most to explained_score")
+    explained_score: float | None = Field(
+        None, description="the intent score top_features explain: re-explained when the visit's band changes or "
+        "its score moves by more than the worker's explain_delta, so within that of intent_score")
     recommended_action: str = "none"
     intent_model_version: str
     persona_model_version: str

@@ -21,9 +21,14 @@ _RULES = (
     (_CARD_LIKE_TOKEN, "[token]"),
 )
 
+_ANY = re.compile("|".join(f"(?:{pattern.pattern})" for pattern, _ in _RULES))
+"""Matches wherever some rule would; most text has nothing to scrub and is checked in one pass."""
+
 
 def scrub_text(text: str, max_len: int = 200) -> str:
     """Replace emails, IPs, ids, phone/long numbers and long tokens; truncate to ``max_len``."""
+    if not _ANY.search(text):
+        return text[:max_len]
     for pattern, placeholder in _RULES:
         text = pattern.sub(placeholder, text)
     return text[:max_len]

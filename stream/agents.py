@@ -15,11 +15,23 @@ from stream.app import (
     app, dead_letters, events, page_counters, page_feed, page_observations, page_table, pages, persona_feed,
     persona_learning, persona_model, personas, processor, sessions, SETTINGS, shared_persona,
 )
+from stream.offsets import OffsetGuard
 from stream.pages import page_record
 from stream.persona_sync import snapshot
 from stream.sessions import Record
 
 log = logging.getLogger(__name__)
+order = OffsetGuard()
+
+
+@app.on_partitions_revoked.connect
+async def forget_revoked(app, revoked, **kwargs) -> None:
+    order.forget(revoked)
+
+
+@app.on_partitions_assigned.connect
+async def forget_assigned(app, assigned, **kwargs) -> None:
+    order.forget(assigned)
 
 
 @app.task
@@ -74,8 +86,12 @@ async def sessionize(stream):
         await page_feed.ready.wait()
         await persona_feed.ready.wait()
         started = time.perf_counter()
-        records = [Record(e.message.key, e.message.value, e.message.topic, e.message.partition, e.message.offset)
-                   for e in batch]
+        messages, rewind = order.admit([(e.message.tp, e.message.offset, e.message) for e in batch])
+        for tp, offset in rewind.items():
+            log.warning("records of %s skipped from offset %d: reading them again", tp, offset)
+            await app.consumer.seek(tp, offset)
+            metrics.REWINDS.inc()
+        records = [Record(m.key, m.value, m.topic, m.partition, m.offset) for m in messages]
         result = processor.process(records, sessions.data)
         pending = []
         for key, (partition, blob) in result.states.items():
@@ -83,7 +99,7 @@ async def sessionize(stream):
             pending.append(await send(changelog, key, blob, partition, None, None))
         for persona in result.personas:
             pending.append(await send(personas.get_topic_name(), persona.session_id.encode(),
-                                      orjson.dumps(persona.model_dump(mode="json")), None, None, None))
+                                      persona.model_dump_json().encode(), None, None, None))
         for letter in result.dead_letters:
             pending.append(await send(dead_letters.get_topic_name(), None, letter.model_dump_json().encode(),
                                       None, None, None))

@@ -18,7 +18,7 @@ from stream.sessions import SessionProcessor
 from stream.topics import page_observations_topic, persona_learning_topic, persona_model_topic
 
 SETTINGS = settings()
-INTENT = IntentModel.load()
+INTENT = IntentModel.load().compiled(SETTINGS.model_cache)
 
 app = faust.App(
     SETTINGS.app_id,
@@ -36,9 +36,10 @@ app = faust.App(
     stream_buffer_maxsize=SETTINGS.buffer_maxsize,
     broker_max_poll_records=2000,
     producer_linger=0.005,
+    stream_wait_empty=False,  # at stop, commit what is acked and go: unacked records are read again
+    broker_session_timeout=20.0,  # a worker that died without leaving hands its partitions over sooner
     key_serializer="raw",
     value_serializer="raw",
-    stream_recovery_delay=0.0,
 )
 
 events = app.topic(SETTINGS.events_topic, key_serializer="raw", value_serializer="raw")
@@ -57,6 +58,7 @@ page_table = PageTable(prior=INTENT.page_prior)
 page_feed = CompactedFeed(SETTINGS.bootstrap, SETTINGS.pages_topic, page_table.apply)
 shared_persona = SharedPersona(PersonaModel.default())
 persona_feed = CompactedFeed(SETTINGS.bootstrap, persona_model.get_topic_name(), shared_persona.apply)
-processor = SessionProcessor(intent=INTENT, personas=shared_persona, pages=page_table, gap_s=SETTINGS.session_gap_s)
+processor = SessionProcessor(intent=INTENT, personas=shared_persona, pages=page_table, gap_s=SETTINGS.session_gap_s,
+                             explain_delta=SETTINGS.explain_delta)
 
 import stream.agents  # noqa: E402,F401 - registers agents, tasks and web views on ``app``

@@ -11,3 +11,4 @@ BATCH_SECONDS = Histogram("personastream_batch_seconds", "processing time of one
 VISITS_CLOSED = Counter("personastream_visits_closed_total", "visits ended by the inactivity gap and learned from")
 PERSONA_HANDOVERS = Counter("personastream_persona_handovers_total", "persona learner snapshots sent for merging")
 PERSONA_MERGES = Counter("personastream_persona_merges_total", "shared persona models published by this worker")
+REWINDS = Counter("personastream_offset_rewinds_total", "seeks back after the consumer skipped records (see stream/offsets.py)")

@@ -9,7 +9,7 @@ the compacted model topic, which every worker reads and adopts, also after a res
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Mapping, Sequence
 
 from models.persona import Assignment, PersonaModel
 
@@ -22,8 +22,8 @@ class SharedPersona:
         self.learner = model.learner()
         self._pending: list[PersonaModel] = []
 
-    def assign(self, x: Mapping[str, float]) -> Assignment:
-        return self.serving.predict_one(x)
+    def assign(self, xs: Sequence[Mapping[str, float]]) -> list[Assignment]:
+        return self.serving.predict_many(xs)
 
     def learn(self, x: Mapping[str, float]) -> None:
         self.learner.learn_one(x)

@@ -58,6 +58,7 @@ class SessionProcessor:
     pages: PageTable
     gap_s: float = 1800.0
     top_features: int = 3
+    explain_delta: float = 0.05
     now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
     _open: dict[int, OrderedDict[bytes, float]] = field(default_factory=dict, repr=False)
     """partition -> open visits (session key -> last event time), least recently touched first."""
@@ -118,23 +119,42 @@ class SessionProcessor:
     def _score(self, touched: dict[bytes, tuple[int, SessionState]], result: BatchResult) -> None:
         keys = list(touched)
         rows = [session_features(touched[k][1], self.intent.vocabulary) for k in keys]
-        scores = self.intent.score(rows)
-        contributions = self.intent.contributions(rows, self.top_features) if self.top_features else [[]] * len(rows)
-        for key, score, contrib in zip(keys, scores, contributions):
+        scores = [float(s) for s in self.intent.score(rows)]
+        bands = [self.intent.band(s) for s in scores]
+        self._explain(keys, touched, rows, scores, bands)
+        assignments = self.personas.assign([persona_features(touched[k][1], s) for k, s in zip(keys, scores)])
+        for key, score, band, assignment in zip(keys, scores, bands, assignments):
             partition, state = touched[key]
-            score = state.intent = float(score)
-            band = self.intent.band(score)
-            assignment = self.personas.assign(persona_features(state, score))
+            state.intent = score
             result.personas.append(PersonaEvent(
                 session_id=key.decode(), visit=state.visit,
                 event_time=datetime.fromtimestamp(state.last_ts, timezone.utc),
                 persona=assignment.name, persona_id=assignment.persona_id,
                 persona_confidence=assignment.confidence, intent_score=score, intent_band=band,
-                top_features=[FeatureContribution(feature=f, contribution=c) for f, c in contrib],
+                top_features=[FeatureContribution(feature=f, contribution=c) for f, c in state.top],
+                explained_score=state.explained if state.top else None,
                 recommended_action=recommend(assignment.name, band),
                 intent_model_version=self.intent.version, persona_model_version=assignment.version,
                 events_seen=state.events, page_views=state.n_pages))
             result.states[key] = (partition, state.to_bytes())
+
+    def _explain(self, keys: list[bytes], touched: dict[bytes, tuple[int, SessionState]], rows: list[list[float]],
+                 scores: list[float], bands: list[str]) -> None:
+        """TreeSHAP top features for the visits whose band changed or whose score moved by more than
+        ``explain_delta`` since they were last explained (TreeSHAP costs ~70× a compiled score)."""
+        if not self.top_features:
+            return
+        stale = []
+        for i, key in enumerate(keys):
+            explained = touched[key][1].explained
+            if explained < 0 or abs(scores[i] - explained) > self.explain_delta or self.intent.band(explained) != bands[i]:
+                stale.append(i)
+        if not stale:
+            return
+        for i, top in zip(stale, self.intent.contributions([rows[i] for i in stale], self.top_features)):
+            state = touched[keys[i]][1]
+            state.explained = scores[i]
+            state.top = [[feature, round(value, 4)] for feature, value in top]
 
     @staticmethod
     def _observe(result: BatchResult, page_id: str, **counts: int) -> None:

@@ -53,6 +53,22 @@ def copy_artifacts(tmp_path: Path, meta_edit=None, model_text: bytes | None = No
 
 # --- the committed artifact -----------------------------------------------------------------------
 
+def test_compiled_model_scores_like_lightgbm_and_is_cached(model, rows, tmp_path):
+    with_nan = rows.copy()
+    with_nan[::5, FEATURES.index("Browser")] = np.nan  # unseen categories, as the stream encodes them
+    with_nan[::7, FEATURES.index("BounceRates")] = np.nan
+    compiled = model.compiled(tmp_path)
+    cached = list(tmp_path.glob("intent-*.so"))
+    assert len(cached) == 1 and not list(tmp_path.glob("*.tmp"))
+    for X in (rows, with_nan):
+        np.testing.assert_allclose(compiled.score(X), model.score(X), rtol=0, atol=1e-12)
+        np.testing.assert_allclose(compiled.score(X[3:4]), model.score(X[3:4]), rtol=0, atol=1e-12)
+    stamp = cached[0].stat().st_mtime_ns
+    again = model.compiled(tmp_path)  # loaded from the cache, not compiled again
+    assert cached[0].stat().st_mtime_ns == stamp
+    np.testing.assert_allclose(again.score(rows), model.score(rows), rtol=0, atol=1e-12)
+
+
 def test_committed_artifact_loads_and_matches_features(model, meta):
     assert meta["features"] == list(FEATURES)
     assert model.booster.feature_name() == list(FEATURES)

@@ -215,3 +215,15 @@ def test_recommendations_have_defaults_and_are_configurable():
     assert recommend("Unknown Persona", "low") == DEFAULT_ACTIONS[("*", "low")]
     assert recommend("Bouncer", "high", {("*", "*"): "x"}) == "x"
     assert recommend("Bouncer", "high", {}) == "no intervention"
+
+
+def test_predict_many_assigns_like_predict_one(uci):
+    X, _, _ = uci
+    model = PersonaModel.default()
+    odd = [{}, {"pages": math.nan, "dwell": math.inf, "intent": None}, {f: 1e9 for f in FEATURES},
+           {f: -1e9 for f in FEATURES}]
+    many = model.predict_many(X + odd)
+    one = [model.predict_one(x) for x in X + odd]
+    assert [(a.persona_id, a.name, a.version) for a in many] == [(a.persona_id, a.name, a.version) for a in one]
+    assert np.allclose([a.confidence for a in many], [a.confidence for a in one], rtol=0, atol=1e-9)
+    assert model.predict_many([]) == []

@@ -135,3 +135,25 @@ def test_learning_on_an_old_model_is_kept_when_a_new_one_arrives(intent):
     taken = [PersonaModel.from_bytes(blob) for blob in shared.take_learning()]
     assert sorted(m.learned for m in taken) == [1, 1]
     assert shared.take_learning() == []
+
+
+def test_top_features_explain_a_score_within_explain_delta(intent, sample_frame):
+    session = next(sessions(sample_frame.iloc[[int(sample_frame["Revenue"].to_numpy().argmax())]]))
+    published = {}
+    for delta in (0.0, 0.05):
+        proc, states = processor(intent, explain_delta=delta), {}
+        for stats in session.pages:
+            proc.pages.apply(*page_record(stats))
+        events = []
+        for record in records(session.events):
+            events.extend(run(proc, [record], states).personas)
+        published[delta] = events
+        for p in events:
+            assert len(p.top_features) == 3 and p.explained_score is not None
+            assert abs(p.explained_score - p.intent_score) <= delta + 1e-12
+            assert intent.band(p.explained_score) == p.intent_band
+    exact = published[0.0]
+    assert all(p.explained_score == p.intent_score for p in exact)
+    lazy = published[0.05]
+    assert 1 < len({p.explained_score for p in lazy}) < len({p.explained_score for p in exact})
+    assert [p.intent_score for p in lazy] == [p.intent_score for p in exact]
