@@ -123,7 +123,7 @@ def render(r: Results, json_file: Path) -> str:
         "<details><summary>call tree</summary>",
         "",
         "```",
-        r["profile"]["tree"].strip(),
+        r["profile"]["tree"].strip("\n"),
         "```",
         "</details>",
         "",
