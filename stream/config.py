@@ -27,8 +27,8 @@ class Settings(BaseSettings):
         200_000, ge=1000, description="events buffered per partition; Faust pauses a full partition and, "
         "in 0.15.3, may fail to resume it (stalls), so keep it above the in-flight volume")
     explain_delta: float = Field(
-        0.05, ge=0, le=1, description="re-explain a visit's intent (TreeSHAP top features) when its band changes "
-        "or its score moves by more than this; 0 explains every PersonaEvent")
+        0.1, ge=0, le=1, description="re-explain a medium/high-intent visit (TreeSHAP top features) when its band "
+        "changes or its score moves by more than this; 0 explains every such PersonaEvent")
     model_cache: Path = Field(Path.home() / ".cache" / "personastream" / "models",
                               description="where the intent model compiled to native code is cached")
     persona_sync_s: float = Field(

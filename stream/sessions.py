@@ -58,7 +58,7 @@ class SessionProcessor:
     pages: PageTable
     gap_s: float = 1800.0
     top_features: int = 3
-    explain_delta: float = 0.05
+    explain_delta: float = 0.1
     now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
     _open: dict[int, OrderedDict[bytes, float]] = field(default_factory=dict, repr=False)
     """partition -> open visits (session key -> last event time), least recently touched first."""
@@ -140,14 +140,18 @@ class SessionProcessor:
 
     def _explain(self, keys: list[bytes], touched: dict[bytes, tuple[int, SessionState]], rows: list[list[float]],
                  scores: list[float], bands: list[str]) -> None:
-        """TreeSHAP top features for the visits whose band changed or whose score moved by more than
-        ``explain_delta`` since they were last explained (TreeSHAP costs ~70× a compiled score)."""
+        """TreeSHAP top features for medium- and high-intent visits whose band changed or whose score moved
+        by more than ``explain_delta`` since they were last explained (TreeSHAP costs ~500 compiled
+        scores); a low-intent visit carries none."""
         if not self.top_features:
             return
         stale = []
         for i, key in enumerate(keys):
-            explained = touched[key][1].explained
-            if explained < 0 or abs(scores[i] - explained) > self.explain_delta or self.intent.band(explained) != bands[i]:
+            state = touched[key][1]
+            if bands[i] == "low":
+                state.explained, state.top = -1.0, []
+            elif (state.explained < 0 or abs(scores[i] - state.explained) > self.explain_delta
+                  or self.intent.band(state.explained) != bands[i]):
                 stale.append(i)
         if not stale:
             return

@@ -83,7 +83,7 @@ def test_duplicates_are_dropped_and_wrong_keys_dead_lettered(intent):
 def test_every_touched_visit_is_published_once_per_batch(intent):
     result = processor(intent).process(records(visit("a", 0, 3) + visit("b", 0, 2)), {})
     assert sorted((p.session_id, p.events_seen) for p in result.personas) == [("a", 3), ("b", 2)]
-    assert all(len(p.top_features) == 3 for p in result.personas)
+    assert all(len(p.top_features) == (0 if p.intent_band == "low" else 3) for p in result.personas)
 
 
 def test_partition_event_time_closes_idle_visits_once_and_teaches_the_learner(intent):
@@ -137,7 +137,7 @@ def test_learning_on_an_old_model_is_kept_when_a_new_one_arrives(intent):
     assert shared.take_learning() == []
 
 
-def test_top_features_explain_a_score_within_explain_delta(intent, sample_frame):
+def test_medium_and_high_intent_visits_are_explained_within_explain_delta(intent, sample_frame):
     session = next(sessions(sample_frame.iloc[[int(sample_frame["Revenue"].to_numpy().argmax())]]))
     published = {}
     for delta in (0.0, 0.05):
@@ -149,11 +149,14 @@ def test_top_features_explain_a_score_within_explain_delta(intent, sample_frame)
             events.extend(run(proc, [record], states).personas)
         published[delta] = events
         for p in events:
+            if p.intent_band == "low":
+                assert p.top_features == [] and p.explained_score is None
+                continue
             assert len(p.top_features) == 3 and p.explained_score is not None
             assert abs(p.explained_score - p.intent_score) <= delta + 1e-12
             assert intent.band(p.explained_score) == p.intent_band
-    exact = published[0.0]
-    assert all(p.explained_score == p.intent_score for p in exact)
-    lazy = published[0.05]
+    exact = [p for p in published[0.0] if p.intent_band != "low"]
+    assert exact and all(p.explained_score == p.intent_score for p in exact)
+    lazy = [p for p in published[0.05] if p.intent_band != "low"]
     assert 1 < len({p.explained_score for p in lazy}) < len({p.explained_score for p in exact})
-    assert [p.intent_score for p in lazy] == [p.intent_score for p in exact]
+    assert [p.intent_score for p in published[0.05]] == [p.intent_score for p in published[0.0]]
