@@ -69,3 +69,16 @@ def test_completion_runs_from_first_output_to_last_final_one():
     result = completion(points, expected)
     assert result["sessions_complete"] == 2 and result["span_s"] == 3.0
     assert result["events_per_s"] == pytest.approx(1.0)
+
+
+def test_worker_profile_summary_leaves_out_root_frames(tmp_path):
+    from stream.bench.spy import summarize
+
+    raw = tmp_path / "raw.txt"
+    raw.write_text("main (cli.py:1);loop (base.py:2);process (/work/main/stream/sessions.py:9) 6\n"
+                   "main (cli.py:1);loop (base.py:2);send (aiokafka/producer.py:3) 3\n"
+                   "other (x.py:1) 1\n")
+    summary = summarize(raw)
+    assert summary["samples"] == 10
+    assert [(f["frame"], f["share"]) for f in summary["frames"]] == [
+        ("process (stream/sessions.py)", 0.6), ("send (aiokafka/producer.py)", 0.3), ("other (x.py)", 0.1)]

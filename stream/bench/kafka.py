@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
+from pathlib import Path
 from collections import Counter
 from typing import Callable, Mapping, Sequence
 
@@ -12,6 +14,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
+from stream.bench import spy
 from stream.bench.rig import Rig
 from stream.bench.stats import LatencyMatcher, completion, latency_summary
 from stream.config import Settings
@@ -180,17 +183,27 @@ def start_pipeline(rig: Rig, conf: Settings, catalog: list[tuple[bytes, bytes]],
 
 
 def throughput(rig: Rig, conf: Settings, catalog: list[tuple[bytes, bytes]], expected: Mapping[bytes, int],
-               workers: int, advance: Advance, timeout: float = 900.0) -> dict:
-    """Pre-loaded events through ``workers`` fresh workers: first PersonaEvent to the last visit's final one."""
+               workers: int, advance: Advance, timeout: float = 900.0, profile: Path | None = None) -> dict:
+    """Pre-loaded events through ``workers`` fresh workers: first PersonaEvent to the last visit's final one.
+
+    With ``profile``, the first worker is sampled by py-spy for its first minute into that file."""
     total = sum(expected.values())
     started = time.monotonic()
+    sampler = None
     try:
         start_pipeline(rig, conf, catalog, workers)
+        sampler = spy.start(next(iter(rig.workers.values())).pid, 60, profile) if profile else None
         finished = lambda points: completion(points, expected)["sessions_complete"] == len(expected)  # noqa: E731
         asyncio.run(wait_done(conf, total, finished, rig.check, advance, timeout))
         wall = time.monotonic() - started
     finally:
         rig.stop_all()
+        if sampler is not None:
+            try:
+                sampler.wait(30)
+            except subprocess.TimeoutExpired:
+                sampler.kill()
+                sampler.wait()
     result = completion(asyncio.run(read_outputs(conf.bootstrap, conf.personas_topic)), expected)
     return {"workers": workers, "partitions": conf.partitions, "wall_s_with_startup": round(wall, 1), **result}
 

@@ -19,7 +19,7 @@ from typing import Iterator
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from stream.bench import kafka, offline, report, workload
+from stream.bench import kafka, offline, report, spy, workload
 from stream.bench.rig import Rig, local_broker
 from stream.config import settings
 
@@ -96,7 +96,7 @@ def _phases(opts: Options, home: Path, progress: Progress) -> report.Results:
 
     intent = offline.worker_intent()
     sample = work.records[:opts.offline_events]
-    step = phase("offline: processor, scoring, memory, profile", 5)
+    step = phase("offline: processor, scoring, memory, profile, ablations", 6)
     r["processor"], timed, states = offline.processor_rate(intent, work.catalog, sample)
     step()
     r["scoring"] = offline.scoring_cost(intent, timed, len(sample), states)
@@ -107,6 +107,8 @@ def _phases(opts: Options, home: Path, progress: Progress) -> report.Results:
     r["memory"]["rocksdb"] = offline.rocksdb_store(states, opts.memory_sessions, home / "rocksdb")
     step()
     r["profile"] = offline.profile(intent, work.catalog, sample[:opts.offline_events // 2])
+    step()
+    r["ablations"] = offline.ablations(intent, work.catalog, sample[:opts.offline_events // 2])
     step()
     del timed, states
 
@@ -134,7 +136,10 @@ def _through_kafka(opts: Options, rig: Rig, work: workload.Workload, expected, p
                                                       opts.rate, lambda value: None,
                                                       phase(f"raw latency at {opts.rate:.0f} ev/s", len(offered))))
 
-    r["pipeline_1"] = kafka.throughput(rig, one, work.catalog, expected, 1, phase("pipeline, 1 worker", total))
+    sampled = rig.home / "worker-profile.txt"
+    r["pipeline_1"] = kafka.throughput(rig, one, work.catalog, expected, 1, phase("pipeline, 1 worker", total),
+                                       profile=sampled)
+    r["worker_profile"] = spy.summarize(sampled) if sampled.exists() else {"samples": 0, "frames": []}
     two = rig.settings("w2", "bench.events", opts.partitions)
     r["pipeline_2"] = kafka.throughput(rig, two, work.catalog, expected, 2, phase("pipeline, 2 workers", total))
 
