@@ -59,6 +59,6 @@ page_feed = CompactedFeed(SETTINGS.bootstrap, SETTINGS.pages_topic, page_table.a
 shared_persona = SharedPersona(PersonaModel.default())
 persona_feed = CompactedFeed(SETTINGS.bootstrap, persona_model.get_topic_name(), shared_persona.apply)
 processor = SessionProcessor(intent=INTENT, personas=shared_persona, pages=page_table, gap_s=SETTINGS.session_gap_s,
-                             explain_delta=SETTINGS.explain_delta)
+                             top_features=SETTINGS.top_features, explain_delta=SETTINGS.explain_delta)
 
 import stream.agents  # noqa: E402,F401 - registers agents, tasks and web views on ``app``

@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     buffer_maxsize: int = Field(
         200_000, ge=1000, description="events buffered per partition; Faust pauses a full partition and, "
         "in 0.15.3, may fail to resume it (stalls), so keep it above the in-flight volume")
+    top_features: int = Field(3, ge=0, le=10, description="TreeSHAP top features in each medium/high-intent "
+                              "PersonaEvent; 0 turns explanations off (about 2× the processor's throughput)")
     explain_delta: float = Field(
         0.1, ge=0, le=1, description="re-explain a medium/high-intent visit (TreeSHAP top features) when its band "
         "changes or its score moves by more than this; 0 explains every such PersonaEvent")

@@ -40,7 +40,8 @@ def processor(intent: IntentModel, catalog: Sequence[tuple[bytes, bytes]]) -> Se
     for key, value in catalog:
         pages.apply(key, value)
     return SessionProcessor(intent=intent, personas=SharedPersona(PersonaModel.default()), pages=pages,
-                            gap_s=conf.session_gap_s, explain_delta=conf.explain_delta)
+                            gap_s=conf.session_gap_s, top_features=conf.top_features,
+                            explain_delta=conf.explain_delta)
 
 
 def batches(records: Sequence[Outgoing], size: int = BATCH) -> list[list[Record]]:
