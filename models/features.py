@@ -64,6 +64,9 @@ class SessionState:
     """The intent score of the visit as last published."""
     closed: bool = False
     """The visit ended (inactivity gap) and was learned from; the next event starts a new visit."""
+    partition: int = -1
+    offset: int = -1
+    """Kafka position of the newest record folded into this session: records at or before it are replays."""
     explained: float = -1.0
     """The intent score ``top`` explains (-1: not explained yet)."""
     top: list[list] = field(default_factory=list)

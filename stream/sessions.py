@@ -80,6 +80,9 @@ class SessionProcessor:
                 continue
             key = record.key
             state = touched[key][1] if key in touched else _load(states, key)
+            if state is not None and state.partition == record.partition and record.offset <= state.offset:
+                result.duplicates += 1  # a record read again (redelivery, or offsets committed late)
+                continue
             ts = event.ts.timestamp()
             if state is None or state.closed or ts - state.last_ts > self.gap_s:
                 if state is not None and not state.closed:
@@ -89,6 +92,7 @@ class SessionProcessor:
                 result.duplicates += 1
                 continue
             fold(state, event, self.pages)
+            state.partition, state.offset = record.partition, record.offset
             if event.type == "page_view":
                 self._observe(result, event.page.id, views=1, entrances=int(state.n_pages == 1))
             touched[key] = (record.partition, state)
