@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 
 import orjson
+from faust.streams import _current_event  # Faust's RocksDB store picks a record's partition from it
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from schemas.pages import PageStats
@@ -92,11 +94,15 @@ async def sessionize(stream):
             await app.consumer.seek(tp, offset)
             metrics.REWINDS.inc()
         records = [Record(m.key, m.value, m.topic, m.partition, m.offset) for m in messages]
+        by_partition = {e.message.partition: e for e in batch}
+        _current_event.set(None)  # reads: the store finds each key's partition itself
         result = processor.process(records, sessions.data)
         pending = []
         for key, (partition, blob) in result.states.items():
+            _current_event.set(weakref.ref(by_partition[partition]))  # writes: RocksDB picks its DB by it
             sessions.data[key] = blob
             pending.append(await send(changelog, key, blob, partition, None, None))
+        _current_event.set(None)
         for persona in result.personas:
             pending.append(await send(personas.get_topic_name(), persona.session_id.encode(),
                                       persona.model_dump_json().encode(), None, None, None))

@@ -51,7 +51,9 @@ def test_stream_scores_equal_offline_scores(pipeline, sample_frame, fraction):
     assert_parity(latest, score_uci(frame, IntentModel.load(), fraction=fraction))
 
 
-def test_restarted_worker_resumes_sessions_from_changelog(pipeline, sample_frame):
+@pytest.mark.parametrize("store", ["memory://", "rocksdb://"])
+def test_restarted_worker_resumes_sessions_from_changelog(pipeline, sample_frame, store):
+    pipeline.settings["PERSONASTREAM_STORE"] = store
     frame = sample_frame.head(60)
     catalog, records = uci_records(frame)
     half = len(records) // 2
