@@ -18,7 +18,8 @@ from stream.config import Settings
 from stream.topics import ensure_topics
 
 CLI = [sys.executable, "-c", "from stream.cli import main; main()"]
-ENV_FIELDS = ("broker", "app_id", "events_topic", "personas_topic", "dlq_topic", "pages_topic", "partitions")
+ENV_FIELDS = ("broker", "app_id", "events_topic", "personas_topic", "dlq_topic", "pages_topic", "partitions",
+              "batch_window_s")
 
 
 @contextmanager
