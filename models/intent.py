@@ -131,13 +131,13 @@ class IntentModel:
                              .encode()).hexdigest()[:12]
         cache = Path(cache_dir) / f"intent-{self.sha256[:16]}-{cpu}.so"
         native = lleaves.Model(model_file=str(self.model_file))
-        if not cache.exists():  # compile to a private file, then publish it atomically
+        if cache.exists():
+            native.compile(cache=str(cache))
+        else:  # compile to a private file, then publish it atomically
             cache.parent.mkdir(parents=True, exist_ok=True)
             scratch = cache.with_suffix(f".{os.getpid()}.tmp")
             native.compile(cache=str(scratch))
             os.replace(scratch, cache)
-            native = lleaves.Model(model_file=str(self.model_file))
-        native.compile(cache=str(cache))
         return dataclasses.replace(self, native=native)
 
     def raw_score(self, rows: Sequence[Sequence[float]]) -> np.ndarray:
