@@ -9,11 +9,9 @@ from __future__ import annotations
 import faust
 
 from models.intent import IntentModel
-from models.persona import PersonaModel
 from stream.config import settings
 from stream.kafka_io import CompactedFeed
 from stream.pages import PageTable
-from stream.persona_sync import SharedPersona
 from stream.sessions import SessionProcessor
 from stream.topics import page_observations_topic, persona_learning_topic, persona_model_topic
 
@@ -56,9 +54,8 @@ page_counters = app.Table("page-counters", partitions=SETTINGS.partitions, key_t
 
 page_table = PageTable(prior=INTENT.page_prior)
 page_feed = CompactedFeed(SETTINGS.bootstrap, SETTINGS.pages_topic, page_table.apply)
-shared_persona = SharedPersona(PersonaModel.default())
+processor = SessionProcessor.for_worker(SETTINGS, INTENT, page_table)
+shared_persona = processor.personas
 persona_feed = CompactedFeed(SETTINGS.bootstrap, persona_model.get_topic_name(), shared_persona.apply)
-processor = SessionProcessor(intent=INTENT, personas=shared_persona, pages=page_table, gap_s=SETTINGS.session_gap_s,
-                             top_features=SETTINGS.top_features, explain_delta=SETTINGS.explain_delta)
 
 import stream.agents  # noqa: E402,F401 - registers agents, tasks and web views on ``app``

@@ -20,10 +20,11 @@ from typing import Callable, MutableMapping, Sequence
 
 from models.features import SessionState, fold, is_duplicate, session_features, start_visit
 from models.intent import IntentModel
-from models.persona import persona_features, recommend
+from models.persona import PersonaModel, persona_features, recommend
 from schemas.dead_letter import DeadLetter
 from schemas.events import EventError, parse_event
 from schemas.persona import FeatureContribution, PersonaEvent
+from stream.config import Settings
 from stream.pages import PageTable
 from stream.persona_sync import SharedPersona
 
@@ -64,6 +65,13 @@ class SessionProcessor:
     """partition -> open visits (session key -> last event time), least recently touched first."""
     _clock: dict[int, float] = field(default_factory=dict, repr=False)
     """partition -> newest event time seen on it."""
+
+    @classmethod
+    def for_worker(cls, conf: Settings, intent: IntentModel, pages: PageTable) -> "SessionProcessor":
+        """The processor as a worker runs it: ``conf``'s settings, the shipped persona snapshot as the
+        starting shared model."""
+        return cls(intent=intent, personas=SharedPersona(PersonaModel.default()), pages=pages,
+                   gap_s=conf.session_gap_s, top_features=conf.top_features, explain_delta=conf.explain_delta)
 
     def process(self, records: Sequence[Record], states: MutableMapping[bytes, bytes]) -> BatchResult:
         result = BatchResult()

@@ -17,9 +17,7 @@ import numpy as np
 
 from models.features import SessionState, session_features
 from models.intent import IntentModel
-from models.persona import PersonaModel
 from stream.pages import PageTable
-from stream.persona_sync import SharedPersona
 from stream.replay import Outgoing
 from stream.config import settings
 from stream.sessions import Record, SessionProcessor
@@ -35,13 +33,10 @@ def worker_intent() -> IntentModel:
 
 def processor(intent: IntentModel, catalog: Sequence[tuple[bytes, bytes]]) -> SessionProcessor:
     """The worker's processor and settings, with the shipped persona snapshot and the page catalog loaded."""
-    conf = settings()
     pages = PageTable(prior=intent.page_prior)
     for key, value in catalog:
         pages.apply(key, value)
-    return SessionProcessor(intent=intent, personas=SharedPersona(PersonaModel.default()), pages=pages,
-                            gap_s=conf.session_gap_s, top_features=conf.top_features,
-                            explain_delta=conf.explain_delta)
+    return SessionProcessor.for_worker(settings(), intent, pages)
 
 
 def batches(records: Sequence[Outgoing], size: int = BATCH) -> list[list[Record]]:
