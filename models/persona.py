@@ -302,14 +302,10 @@ class PersonaModel:
         return best, d1, d2
 
     def predict_one(self, x: Mapping[str, float]) -> Assignment:
-        if not self.ready:
-            return Assignment(-1, UNASSIGNED, 0.0, self.version)
-        c, d1, d2 = self._nearest(self.standardize(x))
-        confidence = 1.0 - d1 / d2 if d2 > 0 and math.isfinite(d2) else 1.0
-        return Assignment(c, self.names[c], _clip(confidence, 0.0, 1.0), self.version)
+        return self.predict_many([x])[0]
 
     def predict_many(self, xs: Sequence[Mapping[str, float]]) -> list[Assignment]:
-        """:meth:`predict_one` for many sessions at once, vectorized (same clipping and tie-breaking)."""
+        """Nearest persona of each session's standardized, clipped features; confidence 1 - d₁/d₂."""
         if not self.ready:
             return [Assignment(-1, UNASSIGNED, 0.0, self.version)] * len(xs)
         raw = np.array([[x.get(f, math.nan) for f in FEATURES] for x in xs], dtype=float).reshape(len(xs), len(FEATURES))
