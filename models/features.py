@@ -37,29 +37,22 @@ class SessionState:
     start_ts: float = 0.0
     last_ts: float = 0.0
     events: int = 0
-    n_admin: int = 0
-    d_admin: float = 0.0
-    n_info: int = 0
-    d_info: float = 0.0
-    n_product: int = 0
-    d_product: float = 0.0
-    n_pages: int = 0
-    sum_bounce: float = 0.0
-    sum_exit: float = 0.0
-    sum_value: float = 0.0
+    admin_views: int = 0
+    admin_seconds: float = 0.0
+    info_views: int = 0
+    info_seconds: float = 0.0
+    product_views: int = 0
+    product_seconds: float = 0.0
+    page_views: int = 0
+    bounce_rate_sum: float = 0.0
+    exit_rate_sum: float = 0.0
+    page_value_sum: float = 0.0
     os: str = ""
     browser: str = ""
     region: str = ""
-    traffic: str = ""
-    visitor: str = ""
-    device_class: str = ""
-    entry_page: str = ""
+    traffic_source: str = ""
+    visitor_type: str = ""
     exit_page: str = ""
-    clicks: int = 0
-    max_scroll: float = 0.0
-    cart_adds: int = 0
-    searches: int = 0
-    purchased: bool = False
     intent: float = 0.0
     """The intent score of the visit as last published."""
     closed: bool = False
@@ -86,8 +79,6 @@ class SessionState:
 _state_values = attrgetter(*(f.name for f in fields(SessionState)))
 
 
-
-
 def _epoch(ts: datetime) -> float:
     return ts.timestamp()
 
@@ -101,10 +92,8 @@ def start_visit(state: SessionState | None, event: Event) -> SessionState:
         os=event.device.os,
         browser=event.device.browser,
         region=event.region,
-        traffic=event.traffic_source,
-        visitor=event.visitor_type.value,
-        device_class=event.device.device_class.value,
-        entry_page=event.page.id,
+        traffic_source=event.traffic_source,
+        visitor_type=event.visitor_type.value,
     )
 
 
@@ -116,34 +105,24 @@ def fold(state: SessionState, event: Event, pages: PageLookup) -> None:
     page_type = event.page.type
     if kind == "page_view":
         if page_type in PRODUCT_RELATED:
-            state.n_product += 1
+            state.product_views += 1
         elif page_type in ADMINISTRATIVE:
-            state.n_admin += 1
+            state.admin_views += 1
         elif page_type in INFORMATIONAL:
-            state.n_info += 1
+            state.info_views += 1
         bounce, exit_, value = pages(event.page.id)
-        state.n_pages += 1
-        state.sum_bounce += bounce
-        state.sum_exit += exit_
-        state.sum_value += value
+        state.page_views += 1
+        state.bounce_rate_sum += bounce
+        state.exit_rate_sum += exit_
+        state.page_value_sum += value
         state.exit_page = event.page.id
     elif kind == "dwell":
         if page_type in PRODUCT_RELATED:
-            state.d_product += event.seconds
+            state.product_seconds += event.seconds
         elif page_type in ADMINISTRATIVE:
-            state.d_admin += event.seconds
+            state.admin_seconds += event.seconds
         elif page_type in INFORMATIONAL:
-            state.d_info += event.seconds
-    elif kind == "click":
-        state.clicks += 1
-    elif kind == "scroll":
-        state.max_scroll = max(state.max_scroll, event.depth_pct)
-    elif kind == "add_to_cart":
-        state.cart_adds += 1
-    elif kind == "search":
-        state.searches += 1
-    elif kind == "purchase":
-        state.purchased = True
+            state.info_seconds += event.seconds
 
 
 def is_duplicate(state: SessionState, event_id: str) -> bool:
@@ -184,37 +163,37 @@ def raw_context(state: SessionState) -> dict[str, str]:
         "OperatingSystems": state.os,
         "Browser": state.browser,
         "Region": state.region,
-        "TrafficType": state.traffic,
-        "VisitorType": state.visitor,
+        "TrafficType": state.traffic_source,
+        "VisitorType": state.visitor_type,
     }
 
 
 def session_features(state: SessionState, vocabulary: Vocabulary) -> list[float]:
     """The feature vector of a visit, in :data:`FEATURES` order (NaN for unknown categories)."""
     start = datetime.fromtimestamp(state.start_ts, tz=timezone.utc).date()
-    n = state.n_pages
+    n = state.page_views
     context = raw_context(state)
     codes = [float(vocabulary[name].get(context[name], math.nan)) for name in CATEGORICAL]
-    total_pages = state.n_admin + state.n_info + state.n_product
-    total_duration = state.d_admin + state.d_info + state.d_product
+    total_pages = state.admin_views + state.info_views + state.product_views
+    total_duration = state.admin_seconds + state.info_seconds + state.product_seconds
     return [
-        state.n_admin, state.d_admin,
-        state.n_info, state.d_info,
-        state.n_product, state.d_product,
-        state.sum_bounce / n if n else math.nan,
-        state.sum_exit / n if n else math.nan,
-        state.sum_value / n if n else 0.0,
+        state.admin_views, state.admin_seconds,
+        state.info_views, state.info_seconds,
+        state.product_views, state.product_seconds,
+        state.bounce_rate_sum / n if n else math.nan,
+        state.exit_rate_sum / n if n else math.nan,
+        state.page_value_sum / n if n else 0.0,
         special_day(start),
         *codes,
         float(is_weekend(start)),
         total_pages, total_duration,
-        state.d_product / state.n_product if state.n_product else 0.0,
-        state.sum_value,
-        state.n_product / total_pages if total_pages else math.nan,
+        state.product_seconds / state.product_views if state.product_views else 0.0,
+        state.page_value_sum,
+        state.product_views / total_pages if total_pages else math.nan,
         total_duration / total_pages if total_pages else 0.0,
-        state.d_admin / state.n_admin if state.n_admin else 0.0,
-        state.d_info / state.n_info if state.n_info else 0.0,
-        (state.sum_exit - state.sum_bounce) / n if n else math.nan,
+        state.admin_seconds / state.admin_views if state.admin_views else 0.0,
+        state.info_seconds / state.info_views if state.info_views else 0.0,
+        (state.exit_rate_sum - state.bounce_rate_sum) / n if n else math.nan,
     ]
 
 

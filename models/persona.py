@@ -86,23 +86,23 @@ def persona_features(state: SessionState, intent: float) -> dict[str, float]:
     - ``value``: log1p(mean page value), i.e. UCI ``PageValues``, capped at :data:`MAX_PAGE_VALUE`
     - ``intent``: the intent score, clipped to [0, 1] (0 if missing/NaN)
     """
-    n_admin = max(_finite(state.n_admin), 0.0)
-    n_info = max(_finite(state.n_info), 0.0)
-    n_product = max(_finite(state.n_product), 0.0)
-    viewed = max(_finite(state.n_pages), 0.0)
-    n = min(max(viewed, n_admin + n_info + n_product), MAX_PAGES)
+    admin_views = max(_finite(state.admin_views), 0.0)
+    info_views = max(_finite(state.info_views), 0.0)
+    product_views = max(_finite(state.product_views), 0.0)
+    viewed = max(_finite(state.page_views), 0.0)
+    n = min(max(viewed, admin_views + info_views + product_views), MAX_PAGES)
     per = 1.0 / n if n >= 1.0 else 0.0
-    seconds = sum(max(_finite(d), 0.0) for d in (state.d_admin, state.d_info, state.d_product))
+    seconds = sum(max(_finite(d), 0.0) for d in (state.admin_seconds, state.info_seconds, state.product_seconds))
     per_view = 1.0 / viewed if viewed >= 1.0 else 0.0
     x = {
         "pages": math.log1p(n),
         "dwell": math.log1p(min(seconds / max(n, 1.0), MAX_DWELL_PER_PAGE_S)),
-        "product_share": n_product * per,
-        "admin_share": n_admin * per,
-        "info_share": n_info * per,
-        "bounce": _finite(state.sum_bounce) * per_view,
-        "exit": _finite(state.sum_exit) * per_view,
-        "value": math.log1p(min(max(_finite(state.sum_value) * per_view, 0.0), MAX_PAGE_VALUE)),
+        "product_share": product_views * per,
+        "admin_share": admin_views * per,
+        "info_share": info_views * per,
+        "bounce": _finite(state.bounce_rate_sum) * per_view,
+        "exit": _finite(state.exit_rate_sum) * per_view,
+        "value": math.log1p(min(max(_finite(state.page_value_sum) * per_view, 0.0), MAX_PAGE_VALUE)),
         "intent": _finite(intent),
     }
     return {k: _clip(v, *BOUNDS[k]) for k, v in x.items()}

@@ -69,7 +69,7 @@ def oof_intent(states: list[SessionState], labels: np.ndarray, folds: int = 5, r
 
 def page_value_intent(states: list[SessionState]) -> np.ndarray:
     """A label-free intent proxy: share of sessions with a lower mean page value (UCI ``PageValues``)."""
-    v = np.array([s.sum_value / s.n_pages if s.n_pages else 0.0 for s in states])
+    v = np.array([s.page_value_sum / s.page_views if s.page_views else 0.0 for s in states])
     return pd.Series(v).rank(pct=True).to_numpy() * (v > 0)
 
 

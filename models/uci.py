@@ -143,8 +143,8 @@ def row_session(index: int, row: pd.Series, visit_start: datetime) -> UCISession
     """Events and page catalog that reproduce ``row`` when folded."""
     sid = session_id(index)
     counts = [int(row[group]) for group, _ in GROUPS]
-    n_pages = sum(counts)
-    order = _page_order(counts) if n_pages else [-1]
+    page_views = sum(counts)
+    order = _page_order(counts) if page_views else [-1]
     total = len(order)
     bounce = _page_stats(float(row["BounceRates"]), total)
     exits = _page_stats(float(row["ExitRates"]), total)

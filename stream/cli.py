@@ -295,7 +295,7 @@ def bench(events: int = typer.Option(1_000_000, help="events pre-loaded for the 
           csv: Path = typer.Option(DEFAULT_UCI, help="UCI Online Shoppers CSV replayed as visits"),
           keep: bool = typer.Option(False, help="keep the temporary broker home and worker logs")) -> None:
     """Benchmark on a fresh local broker (issue 5): ceiling, throughput, latency, scoring, scale, memory, profile."""
-    from stream.bench.run import QUICK, Options, run
+    from bench.run import QUICK, Options, run
 
     if not csv.is_file():
         fail(f"{csv} does not exist")

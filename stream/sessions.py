@@ -102,7 +102,7 @@ class SessionProcessor:
             fold(state, event, self.pages)
             state.partition, state.offset = record.partition, record.offset
             if event.type == "page_view":
-                self._observe(result, event.page.id, views=1, entrances=int(state.n_pages == 1))
+                self._observe(result, event.page.id, views=1, entrances=int(state.page_views == 1))
             touched[key] = (record.partition, state)
             opened = self._open.setdefault(record.partition, OrderedDict())
             opened[key] = state.last_ts
@@ -147,7 +147,7 @@ class SessionProcessor:
                 explained_score=state.explained if state.top else None,
                 recommended_action=recommend(assignment.name, band),
                 intent_model_version=self.intent.version, persona_model_version=assignment.version,
-                events_seen=state.events, page_views=state.n_pages))
+                events_seen=state.events, page_views=state.page_views))
             result.states[key] = (partition, state.to_bytes())
 
     def _explain(self, keys: list[bytes], touched: dict[bytes, tuple[int, SessionState]], rows: list[list[float]],
@@ -182,7 +182,7 @@ class SessionProcessor:
         self.personas.learn(persona_features(state, state.intent))
         result.closed += 1
         if state.exit_page:
-            self._observe(result, state.exit_page, exits=1, bounces=int(state.n_pages == 1))
+            self._observe(result, state.exit_page, exits=1, bounces=int(state.page_views == 1))
 
 
 def _load(states: MutableMapping[bytes, bytes], key: bytes) -> SessionState | None:

@@ -8,8 +8,8 @@ from collections import Counter
 import pytest
 
 from schemas.events import parse_event
-from stream.bench.stats import LatencyMatcher, completion, percentile
-from stream.bench.workload import merge, synthetic_events
+from bench.stats import LatencyMatcher, completion, percentile
+from bench.workload import merge, synthetic_events
 from stream.replay import Outgoing
 
 
@@ -72,7 +72,7 @@ def test_completion_runs_from_first_output_to_last_final_one():
 
 
 def test_worker_profile_summary_leaves_out_root_frames(tmp_path):
-    from stream.bench.spy import summarize
+    from bench.spy import summarize
 
     raw = tmp_path / "raw.txt"
     raw.write_text("main (cli.py:1);loop (base.py:2);process (/work/main/stream/sessions.py:9) 6\n"

@@ -223,8 +223,8 @@ def test_contributions_name_features(model, rows):
 # --- features and prefix training -----------------------------------------------------------------
 
 def test_derived_features_come_from_session_state(model):
-    state = SessionState(start_ts=1_463_000_000.0, n_admin=2, d_admin=30.0, n_info=1, d_info=10.0,
-                         n_product=5, d_product=200.0, n_pages=8, sum_bounce=0.08, sum_exit=0.4, sum_value=24.0)
+    state = SessionState(start_ts=1_463_000_000.0, admin_views=2, admin_seconds=30.0, info_views=1, info_seconds=10.0,
+                         product_views=5, product_seconds=200.0, page_views=8, bounce_rate_sum=0.08, exit_rate_sum=0.4, page_value_sum=24.0)
     f = dict(zip(FEATURES, session_features(state, model.vocabulary)))
     assert f["PageValues"] == pytest.approx(3.0) and f["PageValueTotal"] == pytest.approx(24.0)
     assert f["ProductShare"] == pytest.approx(5 / 8)

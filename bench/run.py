@@ -19,8 +19,8 @@ from typing import Iterator
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from stream.bench import kafka, offline, report, spy, workload
-from stream.bench.rig import Rig, local_broker
+from bench import kafka, offline, report, spy, workload
+from bench.rig import Rig, local_broker
 from stream.config import settings
 
 

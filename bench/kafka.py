@@ -14,9 +14,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
-from stream.bench import spy
-from stream.bench.rig import Rig
-from stream.bench.stats import LatencyMatcher, completion, latency_summary
+from bench import spy
+from bench.rig import Rig
+from bench.stats import LatencyMatcher, completion, latency_summary
 from stream.config import Settings
 from stream.kafka_io import assign_all
 from stream.replay import Outgoing, paced, produce, seed_pages

@@ -14,7 +14,7 @@ from models.persona import (ARTIFACT, BOUNDS, DEFAULT_ACTIONS, FEATURES, HIGH_IN
 from models.persona_eval import final_states, oof_intent, profile_table
 from models.uci import fold_session, read_uci, sessions
 
-SAMPLE = Path(__file__).parent / "data" / "uci_sample.csv"
+SAMPLE = Path(__file__).parents[1] / "data" / "uci_sample.csv"
 
 
 @pytest.fixture(scope="module")
@@ -42,12 +42,12 @@ def assignments(model: PersonaModel, X) -> list[tuple[int, str, float, str]]:
 
 EXTREME_STATES = [
     SessionState(),
-    SessionState(n_pages=0, sum_bounce=3.0, sum_exit=5.0, sum_value=100.0, d_product=50.0),
-    SessionState(n_pages=1, n_product=1, d_product=10 * 3600.0),
-    SessionState(n_pages=10**7, n_product=10**7, d_product=1e12, sum_value=1e15, sum_bounce=1e7, sum_exit=1e7),
-    SessionState(n_pages=3, n_admin=1, d_admin=math.nan, d_info=math.inf, d_product=-math.inf,
-                 sum_bounce=math.nan, sum_exit=-math.inf, sum_value=math.inf),
-    SessionState(n_pages=-5, n_admin=-1, n_product=2, d_product=-30.0, sum_value=-8.0),
+    SessionState(page_views=0, bounce_rate_sum=3.0, exit_rate_sum=5.0, page_value_sum=100.0, product_seconds=50.0),
+    SessionState(page_views=1, product_views=1, product_seconds=10 * 3600.0),
+    SessionState(page_views=10**7, product_views=10**7, product_seconds=1e12, page_value_sum=1e15, bounce_rate_sum=1e7, exit_rate_sum=1e7),
+    SessionState(page_views=3, admin_views=1, admin_seconds=math.nan, info_seconds=math.inf, product_seconds=-math.inf,
+                 bounce_rate_sum=math.nan, exit_rate_sum=-math.inf, page_value_sum=math.inf),
+    SessionState(page_views=-5, admin_views=-1, product_views=2, product_seconds=-30.0, page_value_sum=-8.0),
 ]
 
 

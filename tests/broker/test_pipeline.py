@@ -11,7 +11,7 @@ from models.intent import IntentModel
 from stream.offline import score_uci
 from stream.replay import uci_records
 from tests.conftest import SAMPLE
-from tests.kafka_harness import latest_by_session
+from tests.broker.harness import latest_by_session
 
 pytestmark = pytest.mark.kafka
 

@@ -12,8 +12,8 @@ from models.persona import PersonaModel
 from models.uci import sessions
 from stream.replay import uci_records
 from tests.conftest import SAMPLE
-from tests.kafka_harness import Pipeline, latest_by_session
-from tests.test_pipeline_kafka import expected_events, finished
+from tests.broker.harness import Pipeline, latest_by_session
+from tests.broker.test_pipeline import expected_events, finished
 
 pytestmark = pytest.mark.kafka
 

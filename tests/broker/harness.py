@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaProducer
 from stream.broker import free_port
 from stream.kafka_io import poll_topic
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-c", "from stream.cli import main; main()"]
 
 
