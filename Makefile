@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PS := $(BIN)/personastream
 
-.PHONY: demo test bench train evaluate schema kafka-jars clean
+.PHONY: demo test test-unit lint bench train evaluate schema kafka-jars clean
 
 $(VENV): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,10 +16,16 @@ kafka-jars: $(VENV)
 	$(PS) kafka fetch
 
 demo: $(VENV) kafka-jars
-	$(BIN)/python -m stream.demo
+	$(BIN)/python -m stream.tools.demo
 
 test: $(VENV) kafka-jars
 	$(BIN)/python -m pytest -q -rs
+
+test-unit: $(VENV)
+	$(BIN)/python -m pytest -q -rs tests/unit
+
+lint: $(VENV)
+	$(BIN)/ruff check .
 
 bench: $(VENV) kafka-jars
 	$(PS) bench

@@ -19,7 +19,7 @@ from bench.rig import Rig
 from bench.stats import LatencyMatcher, completion, latency_summary
 from stream.config import Settings
 from stream.kafka_io import assign_all
-from stream.replay import Outgoing, paced, produce, seed_pages
+from stream.tools.replay import Outgoing, paced, produce, seed_pages
 
 Advance = Callable[[int], None]
 WARMUP = Outgoing(b"bench-warmup", orjson.dumps({

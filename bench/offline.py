@@ -18,7 +18,7 @@ import numpy as np
 from models.features import SessionState, session_features
 from models.intent import IntentModel
 from stream.pages import PageTable
-from stream.replay import Outgoing
+from stream.tools.replay import Outgoing
 from stream.config import settings
 from stream.sessions import Record, SessionProcessor
 
@@ -103,7 +103,7 @@ def ablations(intent: IntentModel, catalog, records: Sequence[Outgoing]) -> list
     for name, change in variants:
         proc = processor(intent, catalog)
         for attribute, value in change.items():
-            setattr(proc, attribute, value)
+            setattr(proc.scorer, attribute, value)
         started = time.perf_counter()
         run_batches(proc, work)
         out.append({"variant": name, "events_per_s": round(len(records) / (time.perf_counter() - started))})

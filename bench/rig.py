@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from stream.broker import LocalBroker, free_port
+from stream.tools.broker import LocalBroker, free_port
 from stream.config import Settings
 from stream.topics import ensure_topics
 

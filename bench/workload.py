@@ -20,7 +20,7 @@ import orjson
 from models.uci import read_uci
 from schemas.pages import PageStats
 from stream.pages import page_record
-from stream.replay import Outgoing, uci_records
+from stream.tools.replay import Outgoing, uci_records
 
 UCI_EVENTS_PER_ROW = 74
 """Mean events per replayed UCI row of train.csv (726,526 events / 9,864 rows)."""

@@ -8,6 +8,7 @@ functions, so a feature the stream cannot compute does not exist.
 from __future__ import annotations
 
 import math
+from hashlib import blake2b
 from dataclasses import dataclass, field, fields
 from operator import attrgetter
 from datetime import datetime, timezone
@@ -26,7 +27,9 @@ PRODUCT_RELATED = frozenset({PageType.product, PageType.category, PageType.searc
 PageLookup = Callable[[str], tuple[float, float, float]]
 """page id -> (bounce rate, exit rate, page value)."""
 
-DEDUP_WINDOW = 8
+DEDUP_IDS = 1024
+"""Event ids a visit remembers for de-duplication: an exact re-send is dropped when its original is
+among the visit's last ``DEDUP_IDS`` events (Kafka re-deliveries are caught by offset regardless)."""
 
 
 @dataclass(slots=True)
@@ -64,7 +67,8 @@ class SessionState:
     """The intent score ``top`` explains (-1: not explained yet)."""
     top: list[list] = field(default_factory=list)
     """[feature, log-odds contribution] of the features that contributed most to ``explained``."""
-    recent_ids: list[str] = field(default_factory=list)
+    recent_ids: list[int] = field(default_factory=list)
+    """56-bit digests of the event ids of the visit's last :data:`DEDUP_IDS` events."""
 
     def to_bytes(self) -> bytes:
         # a right-sized copy: orjson's own result keeps its larger output buffer resident (~4 KB per
@@ -126,11 +130,12 @@ def fold(state: SessionState, event: Event, pages: PageLookup) -> None:
 
 
 def is_duplicate(state: SessionState, event_id: str) -> bool:
-    """True if ``event_id`` was among this visit's recent events; remembers it otherwise."""
-    if event_id in state.recent_ids:
+    """True if ``event_id`` was among this visit's last :data:`DEDUP_IDS` events; remembers it otherwise."""
+    digest = int.from_bytes(blake2b(event_id.encode(), digest_size=7).digest(), "big")
+    if digest in state.recent_ids:
         return True
-    state.recent_ids.append(event_id)
-    if len(state.recent_ids) > DEDUP_WINDOW:
+    state.recent_ids.append(digest)
+    if len(state.recent_ids) > DEDUP_IDS:
         del state.recent_ids[0]
     return False
 

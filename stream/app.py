@@ -1,37 +1,42 @@
-"""The Faust application: ``faust -A stream.app worker`` or ``personastream worker``.
+"""The Faust application: the app, its topics and its tables.
 
-Topics and tables are declared here; the agents in :mod:`stream.agents` wire them to the pure
-processing in :mod:`stream.sessions`.
+``personastream worker`` (or ``faust -A stream.app worker``) runs it. The agents and timers in
+:mod:`stream.agents` and the web views in :mod:`stream.views` import this module; Faust's
+autodiscovery finds them when the worker starts. Importing this module loads no model: what a
+worker loads is built once, at worker start-up, by :func:`runtime`.
 """
 
 from __future__ import annotations
 
+from functools import cache
+from typing import TYPE_CHECKING
+
 import faust
 
-from models.intent import IntentModel
-from stream.config import settings
-from stream.kafka_io import CompactedFeed
-from stream.pages import PageTable
-from stream.sessions import SessionProcessor
+from stream import config
 from stream.topics import page_observations_topic, persona_learning_topic, persona_model_topic
 
-SETTINGS = settings()
-INTENT = IntentModel.load().compiled(SETTINGS.model_cache)
+if TYPE_CHECKING:
+    from stream.runtime import Runtime
+
+settings = config.current()
 
 app = faust.App(
-    SETTINGS.app_id,
-    broker=SETTINGS.broker,
-    store=SETTINGS.store,
-    datadir=str(SETTINGS.home / "worker"),
-    topic_partitions=SETTINGS.partitions,
-    topic_replication_factor=SETTINGS.replication_factor,
+    settings.app_id,
+    origin="stream.app",
+    autodiscover=["stream.agents", "stream.views"],
+    broker=settings.broker,
+    store=settings.store,
+    datadir=str(settings.home / "worker"),
+    topic_partitions=settings.partitions,
+    topic_replication_factor=settings.replication_factor,
     topic_allow_declare=True,
     topic_disable_leader=False,
     consumer_auto_offset_reset="earliest",
     table_standby_replicas=0,
-    web_port=SETTINGS.web_port,
+    web_port=settings.web_port,
     web_host="127.0.0.1",
-    stream_buffer_maxsize=SETTINGS.buffer_maxsize,
+    stream_buffer_maxsize=settings.buffer_maxsize,
     broker_max_poll_records=2000,
     producer_linger=0.005,
     stream_wait_empty=False,  # at stop, commit what is acked and go: unacked records are read again
@@ -40,22 +45,31 @@ app = faust.App(
     value_serializer="raw",
 )
 
-events = app.topic(SETTINGS.events_topic, key_serializer="raw", value_serializer="raw")
-personas = app.topic(SETTINGS.personas_topic, key_serializer="raw", value_serializer="raw")
-dead_letters = app.topic(SETTINGS.dlq_topic, key_serializer="raw", value_serializer="raw")
-pages = app.topic(SETTINGS.pages_topic, key_serializer="raw", value_serializer="raw")
-page_observations = app.topic(page_observations_topic(SETTINGS), key_serializer="raw", value_serializer="raw")
-persona_model = app.topic(persona_model_topic(SETTINGS), partitions=1, key_serializer="raw", value_serializer="raw")
-persona_learning = app.topic(persona_learning_topic(SETTINGS), partitions=1, key_serializer="raw",
-                             value_serializer="raw")
 
-sessions = app.Table("sessions", partitions=SETTINGS.partitions, key_type=bytes, value_type=bytes)
-page_counters = app.Table("page-counters", partitions=SETTINGS.partitions, key_type=bytes, value_type=bytes)
+def _topic(name: str, **options) -> faust.TopicT:
+    return app.topic(name, key_serializer="raw", value_serializer="raw", **options)
 
-page_table = PageTable(prior=INTENT.page_prior)
-page_feed = CompactedFeed(SETTINGS.bootstrap, SETTINGS.pages_topic, page_table.apply)
-processor = SessionProcessor.for_worker(SETTINGS, INTENT, page_table)
-shared_persona = processor.personas
-persona_feed = CompactedFeed(SETTINGS.bootstrap, persona_model.get_topic_name(), shared_persona.apply)
 
-import stream.agents  # noqa: E402,F401 - registers agents, tasks and web views on ``app``
+events = _topic(settings.events_topic)
+personas = _topic(settings.personas_topic)
+dead_letters = _topic(settings.dlq_topic)
+pages = _topic(settings.pages_topic)
+page_observations = _topic(page_observations_topic(settings))
+persona_model = _topic(persona_model_topic(settings), partitions=1)
+persona_learning = _topic(persona_learning_topic(settings), partitions=1)
+
+sessions = app.Table("sessions", partitions=settings.partitions, key_type=bytes, value_type=bytes)
+page_counters = app.Table("page-counters", partitions=settings.partitions, key_type=bytes, value_type=bytes)
+
+
+@cache
+def runtime() -> Runtime:
+    """Models, session processor and feeds of this worker, built on first use (at worker start-up)."""
+    from stream.runtime import Runtime  # LightGBM and the compiled model load here, not at import
+
+    return Runtime.build(settings)
+
+
+@app.on_worker_init.connect
+def load_runtime(app: faust.App, **kwargs) -> None:
+    runtime()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -62,7 +61,7 @@ def _ensure_topics(conf: Settings) -> None:
 # --- kafka ----------------------------------------------------------------------------------------
 
 def _broker(home: Optional[Path], port: Optional[int]):
-    from stream.broker import LocalBroker
+    from stream.tools.broker import LocalBroker
 
     conf = _settings(home=home, kafka_port=port)
     return LocalBroker(conf.home, conf.kafka_port, conf.kafka_version)
@@ -71,7 +70,7 @@ def _broker(home: Optional[Path], port: Optional[int]):
 @kafka_cli.command("fetch")
 def kafka_fetch() -> None:
     """Download the Kafka broker jars with Maven into the cache."""
-    from stream.broker import BrokerError, fetch
+    from stream.tools.broker import BrokerError, fetch
 
     try:
         console.print(f"Kafka jars in {fetch(_settings().kafka_version)}")
@@ -83,7 +82,7 @@ def kafka_fetch() -> None:
 def kafka_start(home: Optional[Path] = HomeOpt,
                 port: Optional[int] = typer.Option(None, help="broker port (env PERSONASTREAM_KAFKA_PORT)")) -> None:
     """Start the broker (fetching jars and formatting storage on first use) and wait until it answers."""
-    from stream.broker import BrokerError
+    from stream.tools.broker import BrokerError
 
     broker = _broker(home, port)
     try:
@@ -118,16 +117,17 @@ def worker(broker: Optional[str] = BrokerOpt, home: Optional[Path] = HomeOpt,
            web_port: Optional[int] = typer.Option(None, help="Faust web port: /metrics, /status"),
            loglevel: str = typer.Option("warn", "--loglevel", "-l", help="crit|error|warn|info|debug")) -> None:
     """Run a Faust worker (equivalent: faust -A stream.app worker). Start more to scale out."""
-    for name, value in (("BROKER", broker), ("HOME", home), ("WEB_PORT", web_port)):
-        if value is not None:
-            os.environ[f"PERSONASTREAM_{name}"] = str(value)
-    conf = _settings()
+    from stream import config
+
+    conf = _settings(broker=broker, home=home, web_port=web_port)
     conf.home.mkdir(parents=True, exist_ok=True)
     _ensure_topics(conf)
+    config.install(conf)
     from models.intent import ModelFileError
+    from stream.app import app, runtime
 
     try:
-        from stream.app import app
+        runtime()
     except ModelFileError as exc:
         fail(str(exc))
     sys.argv = ["personastream", "worker", "-l", loglevel, "--web-port", str(conf.web_port),
@@ -211,7 +211,7 @@ def replay(file: Path = typer.Argument(..., help="JSONL (one event per line) or 
            speed: Optional[float] = typer.Option(None, help="speed factor of real (event) time; default: as fast as possible"),
            broker: Optional[str] = BrokerOpt) -> None:
     """Push raw events to the events topic, keyed by session_id."""
-    from stream.replay import read_events
+    from stream.tools.replay import read_events
 
     conf = _settings(broker=broker)
     if not file.is_file():
@@ -222,7 +222,7 @@ def replay(file: Path = typer.Argument(..., help="JSONL (one event per line) or 
 
 
 def _send(conf: Settings, records, speed: Optional[float], label: str) -> None:
-    from stream.replay import paced, produce
+    from stream.tools.replay import paced, produce
 
     with _progress() as progress:
         task = progress.add_task(label, total=len(records))
@@ -241,7 +241,7 @@ def replay_uci(csv: Path = typer.Argument(DEFAULT_UCI, help="UCI Online Shoppers
     """Replay every UCI row as one visit `uci-<i>`: page catalog first, then interleaved events."""
     import time
 
-    from stream.replay import seed_pages, uci_records
+    from stream.tools.replay import seed_pages, uci_records
 
     conf = _settings(broker=broker)
     frame = _read_uci(csv, limit)
@@ -260,7 +260,7 @@ def score_uci(csv: Path = typer.Argument(DEFAULT_UCI, help="UCI Online Shoppers 
               fraction: float = typer.Option(1.0, min=0.0, max=1.0, help="score each visit up to this share of its page views")) -> None:
     """Score UCI rows offline with the worker's own processing code."""
     from models.intent import IntentModel, ModelFileError
-    from stream.offline import score_uci as score
+    from stream.tools.offline import score_uci as score
 
     try:
         intent = IntentModel.load()
@@ -278,7 +278,7 @@ def tail(as_json: bool = typer.Option(False, "--json", help="one JSON object per
          from_beginning: bool = typer.Option(False, help="start at the oldest PersonaEvent"),
          broker: Optional[str] = BrokerOpt) -> None:
     """Show the persona topic as a live table (or JSON lines)."""
-    from stream.tail import run
+    from stream.tools.tail import run
 
     conf = _settings(broker=broker)
     run(conf.bootstrap, conf.personas_topic, as_json, idle_exit, from_beginning)
@@ -316,7 +316,7 @@ def bench(events: int = typer.Option(1_000_000, help="events pre-loaded for the 
 def pages_seed(catalog: Path = typer.Argument(..., help="CSV/JSONL with page_id,bounce_rate,exit_rate,page_value"),
                broker: Optional[str] = BrokerOpt) -> None:
     """Seed page statistics from a catalog (catalog values win over online-observed ones)."""
-    from stream.replay import read_catalog, seed_pages
+    from stream.tools.replay import read_catalog, seed_pages
 
     conf = _settings(broker=broker)
     if not catalog.is_file():

@@ -1,4 +1,9 @@
-"""Settings from the environment (``PERSONASTREAM_*``) and command-line overrides."""
+"""Settings: one frozen object per process, from the environment (``PERSONASTREAM_*``) and
+command-line overrides.
+
+The ``personastream`` commands build it with :func:`settings` and :func:`install` it before the
+worker's app module is imported; ``faust -A stream.app worker`` reads it from the environment.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="PERSONASTREAM_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="PERSONASTREAM_", extra="ignore", frozen=True)
 
     broker: str = Field("kafka://127.0.0.1:9092", description="Kafka bootstrap URL(s), kafka://host:port[;host:port]")
     home: Path = Field(Path(".personastream"), description="runtime state: broker data, logs, worker tables")
@@ -21,6 +26,10 @@ class Settings(BaseSettings):
     partitions: int = Field(4, ge=1, description="partitions of the events topic and every table changelog")
     replication_factor: int = Field(1, ge=1, description="replication factor of topics the pipeline creates")
     session_gap_s: float = Field(1800.0, gt=0, description="event-time inactivity gap that ends a visit")
+    max_future_s: float = Field(3600.0, gt=0, description="events dated more than this ahead of the worker's "
+                                "clock are dead letters (they would end every open visit of their partition)")
+    max_open_visits: int = Field(1_000_000, ge=1000, description="open visits indexed per partition for ending "
+                                 "them by event time; beyond it the least recently active are closed when they return")
     batch_size: int = Field(500, ge=1, description="events taken per batch by the session agent")
     batch_window_s: float = Field(0.1, gt=0, le=0.5, description="longest wait to fill a batch")
     buffer_maxsize: int = Field(
@@ -50,3 +59,20 @@ class Settings(BaseSettings):
 def settings(**overrides: object) -> Settings:
     """Settings from the environment, with non-None overrides applied."""
     return Settings(**{key: value for key, value in overrides.items() if value is not None})
+
+
+_installed: Settings | None = None
+
+
+def install(conf: Settings) -> None:
+    """Make ``conf`` the settings of this process (call before importing :mod:`stream.app`)."""
+    global _installed
+    _installed = conf
+
+
+def current() -> Settings:
+    """The settings of this process: the installed ones, else the environment's (read once)."""
+    global _installed
+    if _installed is None:
+        _installed = Settings()
+    return _installed

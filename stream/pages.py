@@ -9,6 +9,7 @@ page-observation aggregator. Catalog statistics win; observed ones count once a 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Mapping
 
 import orjson
 
@@ -45,3 +46,14 @@ class PageTable:
 def page_record(stats: PageStats) -> tuple[bytes, bytes]:
     """The pages-topic record of ``stats``: key ``<source>/<page id>``, JSON value."""
     return f"{stats.source}/{stats.page_id}".encode(), orjson.dumps(stats.model_dump())
+
+
+def observed_stats(page_id: str, counts: Mapping[str, int]) -> PageStats | None:
+    """Observed statistics of a page from its running counts (views, entrances, exits, bounces), as
+    Google Analytics defines them: bounces per entrance, exits per view. None before its first view."""
+    views = counts.get("views", 0)
+    if not views:
+        return None
+    return PageStats(page_id=page_id, source="observed", views=views,
+                     bounce_rate=min(1.0, counts.get("bounces", 0) / max(counts.get("entrances", 0), 1)),
+                     exit_rate=min(1.0, counts.get("exits", 0) / views), page_value=0.0)

@@ -1,8 +1,8 @@
-"""Sessionization and scoring of a batch of raw records: the pure core the session agent wires.
+"""Sessionization of a batch of raw records: the pure core the session agent wires.
 
 Visits are cut in event time by an inactivity gap; each visit's state is folded event by event,
-then every visit touched by the batch is scored once and published, so the newest PersonaEvent
-of a visit always reflects all of its events processed so far.
+then every visit touched by the batch is scored once (:mod:`stream.scoring`) and published, so the
+newest PersonaEvent of a visit always reflects all of its events processed so far.
 
 A visit ends when its session comes back after the gap, or when the partition's event time (the
 newest event seen on it) passes the visit's last event by the gap. An ended visit is learned from
@@ -18,15 +18,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, MutableMapping, Sequence
 
-from models.features import SessionState, fold, is_duplicate, session_features, start_visit
+from models.features import SessionState, fold, is_duplicate, start_visit
 from models.intent import IntentModel
-from models.persona import PersonaModel, persona_features, recommend
+from models.persona import PersonaModel, persona_features
 from schemas.dead_letter import DeadLetter
 from schemas.events import EventError, parse_event
-from schemas.persona import FeatureContribution, PersonaEvent
+from schemas.persona import PersonaEvent
 from stream.config import Settings
 from stream.pages import PageTable
 from stream.persona_sync import SharedPersona
+from stream.scoring import Scorer
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ class Record:
     """One consumed Kafka record, as the processor needs it."""
 
     key: bytes | None
-    value: bytes
+    value: bytes | None
     topic: str
     partition: int
     offset: int
@@ -54,12 +55,14 @@ class BatchResult:
 
 @dataclass
 class SessionProcessor:
-    intent: IntentModel
-    personas: SharedPersona
+    scorer: Scorer
     pages: PageTable
     gap_s: float = 1800.0
-    top_features: int = 3
-    explain_delta: float = 0.1
+    max_future_s: float = 3600.0
+    """Events dated more than this ahead of :attr:`now` are dead letters and move no clock."""
+    max_open_visits: int = 1_000_000
+    """Open visits indexed per partition for closing by event time; the least recently touched beyond
+    it are forgotten by the index (closed when their session comes back, as after a restart)."""
     now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
     _open: dict[int, OrderedDict[bytes, float]] = field(default_factory=dict, repr=False)
     """partition -> open visits (session key -> last event time), least recently touched first."""
@@ -70,48 +73,91 @@ class SessionProcessor:
     def for_worker(cls, conf: Settings, intent: IntentModel, pages: PageTable) -> "SessionProcessor":
         """The processor as a worker runs it: ``conf``'s settings, the shipped persona snapshot as the
         starting shared model."""
-        return cls(intent=intent, personas=SharedPersona(PersonaModel.default()), pages=pages,
-                   gap_s=conf.session_gap_s, top_features=conf.top_features, explain_delta=conf.explain_delta)
+        scorer = Scorer(intent, SharedPersona(PersonaModel.default()), conf.top_features, conf.explain_delta)
+        return cls(scorer=scorer, pages=pages, gap_s=conf.session_gap_s, max_future_s=conf.max_future_s,
+                   max_open_visits=conf.max_open_visits)
+
+    @property
+    def personas(self) -> SharedPersona:
+        """The shared persona model: the scorer assigns with it, closed visits teach it."""
+        return self.scorer.personas
 
     def process(self, records: Sequence[Record], states: MutableMapping[bytes, bytes]) -> BatchResult:
+        """Fold ``records`` into the visits they belong to and score every visit touched.
+
+        No record can stop the batch: a record that is not a valid event, is dated too far ahead of
+        the worker's clock, or fails in any unexpected way becomes a dead letter with the reason.
+        """
         result = BatchResult()
         touched: dict[bytes, tuple[int, SessionState]] = {}
+        horizon = self.now().timestamp() + self.max_future_s
         for record in records:
             try:
-                event = parse_event(record.value)
-                if record.key != event.session_id.encode():
-                    raise EventError("record key must be the event's session_id (partitioning by session)")
+                self._fold(record, states, touched, result, horizon)
             except EventError as exc:
-                result.dead_letters.append(DeadLetter.for_payload(
-                    record.value, reason=exc.reason, topic=record.topic, partition=record.partition,
-                    offset=record.offset, received_at=self.now()))
-                continue
-            key = record.key
-            state = touched[key][1] if key in touched else _load(states, key)
-            if state is not None and state.partition == record.partition and record.offset <= state.offset:
-                result.duplicates += 1  # a record read again (redelivery, or offsets committed late)
-                continue
-            ts = event.ts.timestamp()
-            if state is None or state.closed or ts - state.last_ts > self.gap_s:
-                if state is not None and not state.closed:
-                    self._close(state, result)
-                state = start_visit(state, event)
-            if is_duplicate(state, event.event_id):
-                result.duplicates += 1
-                continue
-            fold(state, event, self.pages)
-            state.partition, state.offset = record.partition, record.offset
-            if event.type == "page_view":
-                self._observe(result, event.page.id, views=1, entrances=int(state.page_views == 1))
-            touched[key] = (record.partition, state)
-            opened = self._open.setdefault(record.partition, OrderedDict())
-            opened[key] = state.last_ts
-            opened.move_to_end(key)
-            self._clock[record.partition] = max(self._clock.get(record.partition, -math.inf), ts)
+                result.dead_letters.append(self._dead_letter(record, exc.reason))
+            except Exception as exc:  # noqa: BLE001 - any failure of one record is that record's dead letter
+                result.dead_letters.append(self._dead_letter(record, f"unexpected {type(exc).__name__}: {exc}"))
         self._sweep({r.partition for r in records}, touched, states, result)
-        if touched:
-            self._score(touched, result)
+        result.personas = self._score(touched, result)
+        for key, (partition, state) in touched.items():
+            result.states[key] = (partition, state.to_bytes())
         return result
+
+    def _fold(self, record: Record, states: MutableMapping[bytes, bytes],
+              touched: dict[bytes, tuple[int, SessionState]], result: BatchResult, horizon: float) -> None:
+        """Apply one record to its visit; raise :class:`EventError` if it is not a valid event."""
+        event = parse_event(record.value)
+        if record.key != event.session_id.encode():
+            raise EventError("record key must be the event's session_id (partitioning by session)")
+        ts = event.ts.timestamp()
+        if ts > horizon:
+            raise EventError(f"event time {event.ts.isoformat()} is more than {self.max_future_s:g} s ahead "
+                             "of the worker's clock")
+        key = record.key
+        state = touched[key][1] if key in touched else _load(states, key)
+        if state is not None and state.partition == record.partition and record.offset <= state.offset:
+            result.duplicates += 1  # a record read again (redelivery, or offsets committed late)
+            return
+        if state is None or state.closed or ts - state.last_ts > self.gap_s:
+            if state is not None and not state.closed:
+                self._close(state, result)
+            state = start_visit(state, event)
+        if is_duplicate(state, event.event_id):
+            result.duplicates += 1
+            return
+        fold(state, event, self.pages)
+        state.partition, state.offset = record.partition, record.offset
+        if event.type == "page_view":
+            self._observe(result, event.page.id, views=1, entrances=int(state.page_views == 1))
+        touched[key] = (record.partition, state)
+        opened = self._open.setdefault(record.partition, OrderedDict())
+        opened[key] = state.last_ts
+        opened.move_to_end(key)
+        while len(opened) > self.max_open_visits:
+            opened.popitem(last=False)  # forgotten, not closed: it closes when its session comes back
+        self._clock[record.partition] = max(self._clock.get(record.partition, -math.inf), ts)
+
+    def _score(self, touched: dict[bytes, tuple[int, SessionState]], result: BatchResult) -> list[PersonaEvent]:
+        """The batch's PersonaEvents, scored together; if that fails, visit by visit, and a visit that
+        cannot be scored is a dead letter (its events stay folded)."""
+        visits = [(key, state) for key, (_, state) in touched.items()]
+        try:
+            return self.scorer.score(visits)
+        except Exception:  # noqa: BLE001 - find the visit that fails; the others are published
+            out = []
+            for key, state in visits:
+                try:
+                    out.extend(self.scorer.score([(key, state)]))
+                except Exception as exc:  # noqa: BLE001
+                    result.dead_letters.append(DeadLetter.for_payload(
+                        None, reason=f"visit could not be scored: unexpected {type(exc).__name__}: {exc}",
+                        topic="", partition=state.partition, offset=state.offset, received_at=self.now()))
+            return out
+
+    def _dead_letter(self, record: Record, reason: str) -> DeadLetter:
+        return DeadLetter.for_payload(record.value, reason=reason, topic=record.topic, partition=record.partition,
+                                      offset=record.offset, received_at=self.now())
 
     def _sweep(self, partitions: set[int], touched: dict[bytes, tuple[int, SessionState]],
                states: MutableMapping[bytes, bytes], result: BatchResult) -> None:
@@ -128,50 +174,6 @@ class SessionProcessor:
                 if key not in touched:
                     result.states[key] = (partition, state.to_bytes())
 
-    def _score(self, touched: dict[bytes, tuple[int, SessionState]], result: BatchResult) -> None:
-        keys = list(touched)
-        rows = [session_features(touched[k][1], self.intent.vocabulary) for k in keys]
-        scores = [float(s) for s in self.intent.score(rows)]
-        bands = [self.intent.band(s) for s in scores]
-        self._explain(keys, touched, rows, scores, bands)
-        assignments = self.personas.assign([persona_features(touched[k][1], s) for k, s in zip(keys, scores)])
-        for key, score, band, assignment in zip(keys, scores, bands, assignments):
-            partition, state = touched[key]
-            state.intent = score
-            result.personas.append(PersonaEvent(
-                session_id=key.decode(), visit=state.visit,
-                event_time=datetime.fromtimestamp(state.last_ts, timezone.utc),
-                persona=assignment.name, persona_id=assignment.persona_id,
-                persona_confidence=assignment.confidence, intent_score=score, intent_band=band,
-                top_features=[FeatureContribution(feature=f, contribution=c) for f, c in state.top],
-                explained_score=state.explained if state.top else None,
-                recommended_action=recommend(assignment.name, band),
-                intent_model_version=self.intent.version, persona_model_version=assignment.version,
-                events_seen=state.events, page_views=state.page_views))
-            result.states[key] = (partition, state.to_bytes())
-
-    def _explain(self, keys: list[bytes], touched: dict[bytes, tuple[int, SessionState]], rows: list[list[float]],
-                 scores: list[float], bands: list[str]) -> None:
-        """TreeSHAP top features for medium- and high-intent visits whose band changed or whose score moved
-        by more than ``explain_delta`` since they were last explained (TreeSHAP costs ~500 compiled
-        scores); a low-intent visit carries none."""
-        if not self.top_features:
-            return
-        stale = []
-        for i, key in enumerate(keys):
-            state = touched[key][1]
-            if bands[i] == "low":
-                state.explained, state.top = -1.0, []
-            elif (state.explained < 0 or abs(scores[i] - state.explained) > self.explain_delta
-                  or self.intent.band(state.explained) != bands[i]):
-                stale.append(i)
-        if not stale:
-            return
-        for i, top in zip(stale, self.intent.contributions([rows[i] for i in stale], self.top_features)):
-            state = touched[keys[i]][1]
-            state.explained = scores[i]
-            state.top = [[feature, round(value, 4)] for feature, value in top]
-
     @staticmethod
     def _observe(result: BatchResult, page_id: str, **counts: int) -> None:
         result.page_observations.setdefault(page_id, Counter()).update(counts)
@@ -186,5 +188,12 @@ class SessionProcessor:
 
 
 def _load(states: MutableMapping[bytes, bytes], key: bytes) -> SessionState | None:
+    """The stored state of ``key``; None if there is none, or if it was written in another format
+    (the session then starts a new visit)."""
     raw = states.get(key)
-    return None if raw is None else SessionState.from_bytes(raw)
+    if raw is None:
+        return None
+    try:
+        return SessionState.from_bytes(raw)
+    except (TypeError, ValueError):
+        return None

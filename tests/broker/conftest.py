@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from stream.broker import LocalBroker, free_port
+from stream.tools.broker import LocalBroker, free_port
 from tests.broker.harness import Pipeline
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from stream.broker import free_port
+from stream.tools.broker import free_port
 from stream.kafka_io import poll_topic
 
 ROOT = Path(__file__).resolve().parents[2]

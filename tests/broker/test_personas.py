@@ -10,7 +10,7 @@ import pytest
 
 from models.persona import PersonaModel
 from models.uci import sessions
-from stream.replay import uci_records
+from stream.tools.replay import uci_records
 from tests.conftest import SAMPLE
 from tests.broker.harness import Pipeline, latest_by_session
 from tests.broker.test_pipeline import expected_events, finished

@@ -8,8 +8,8 @@ import orjson
 import pytest
 
 from models.intent import IntentModel
-from stream.offline import score_uci
-from stream.replay import uci_records
+from stream.tools.offline import score_uci
+from stream.tools.replay import uci_records
 from tests.conftest import SAMPLE
 from tests.broker.harness import latest_by_session
 

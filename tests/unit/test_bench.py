@@ -10,7 +10,7 @@ import pytest
 from schemas.events import parse_event
 from bench.stats import LatencyMatcher, completion, percentile
 from bench.workload import merge, synthetic_events
-from stream.replay import Outgoing
+from stream.tools.replay import Outgoing
 
 
 def test_percentile_interpolates_between_order_statistics():

@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from models.actions import DEFAULT_ACTIONS, recommend
 from models.features import SessionState
-from models.persona import (ARTIFACT, BOUNDS, DEFAULT_ACTIONS, FEATURES, HIGH_INTENT, UNASSIGNED, PersonaModel,
-                            persona_features, recommend, rule_names)
+from models.persona import (ARTIFACT, BOUNDS, FEATURES, HIGH_INTENT, UNASSIGNED, PersonaModel, persona_features,
+                            rule_names)
 from models.persona_eval import final_states, oof_intent, profile_table
 from models.uci import fold_session, read_uci, sessions
 
@@ -112,6 +113,17 @@ def test_snapshot_round_trip_assigns_and_learns_identically(uci):
         copy.learn_one(x)
     assert copy.to_bytes() == model.to_bytes()
     assert assignments(copy, X) == assignments(model, X)
+
+
+def test_snapshot_of_another_format_or_feature_list_is_rejected():
+    import orjson
+    state = orjson.loads(PersonaModel.default().to_bytes())
+    for change in ({"format": 2}, {"features": list(FEATURES)[::-1]}, {"format": None}):
+        with pytest.raises(ValueError):
+            PersonaModel.from_bytes(orjson.dumps({**state, **change}))
+    del state["moments"]
+    with pytest.raises(KeyError):
+        PersonaModel.from_bytes(orjson.dumps(state))
 
 
 def test_absorb_gives_one_model_both_workers_agree(uci):

@@ -11,9 +11,10 @@ from models.intent import IntentModel
 from models.features import SessionState
 from models.persona import PersonaModel
 from models.uci import sessions
-from stream.offline import score_uci
+from stream.tools.offline import score_uci
 from stream.pages import PageTable, page_record
 from stream.persona_sync import SharedPersona
+from stream.scoring import Scorer
 from stream.sessions import Record, SessionProcessor
 
 
@@ -22,9 +23,9 @@ def intent():
     return IntentModel.load()
 
 
-def processor(intent, **kwargs) -> SessionProcessor:
-    return SessionProcessor(intent=intent, personas=SharedPersona(PersonaModel.default()),
-                            pages=PageTable(intent.page_prior), **kwargs)
+def processor(intent, gap_s: float = 1800.0, **scoring) -> SessionProcessor:
+    scorer = Scorer(intent, SharedPersona(PersonaModel.default()), **scoring)
+    return SessionProcessor(scorer=scorer, pages=PageTable(intent.page_prior), gap_s=gap_s)
 
 
 OFFSETS = itertools.count()
@@ -176,3 +177,74 @@ def test_records_read_again_are_not_folded_twice(intent):
     assert again.duplicates == 3 and again.personas[-1].events_seen == 4
     moved = [Record(r.key, r.value, r.topic, 1, 0) for r in records(visit("r", 10, 1))]
     assert run(proc, moved, states).personas[-1].events_seen == 5  # offsets of another partition are not compared
+
+
+# --- no record stops the batch ---------------------------------------------------------------------
+
+
+def test_a_tombstone_is_a_dead_letter_and_the_rest_of_the_batch_is_processed(intent):
+    proc, states = processor(intent), {}
+    good = records(visit("t1", 0, 3))
+    tombstone = Record(b"t1", None, "t", 0, next(OFFSETS))
+    result = run(proc, [good[0], tombstone, *good[1:]], states)
+    assert [p.events_seen for p in result.personas] == [3]
+    assert len(result.dead_letters) == 1 and result.dead_letters[0].offset == tombstone.offset
+
+
+def test_an_unexpected_failure_of_one_record_is_its_dead_letter_with_the_exception_class(intent, monkeypatch):
+    import stream.sessions as sessions_module
+
+    real_fold = sessions_module.fold
+
+    def fold(state, event, pages):
+        if event.page.id == "p1":
+            raise ZeroDivisionError("boom")
+        real_fold(state, event, pages)
+
+    monkeypatch.setattr(sessions_module, "fold", fold)
+    result = run(processor(intent), records(visit("u1", 0, 3) + visit("u2", 0, 1)), {})
+    assert [letter.reason for letter in result.dead_letters] == ["unexpected ZeroDivisionError: boom"]
+    assert sorted((p.session_id, p.events_seen) for p in result.personas) == [("u1", 2), ("u2", 1)]
+
+
+def test_a_visit_that_cannot_be_scored_does_not_stop_the_others(intent, monkeypatch):
+    proc = processor(intent)
+    real_score = proc.scorer.score
+
+    def score(visits):
+        if any(key == b"bad" for key, _ in visits):
+            raise ValueError("cannot score")
+        return real_score(visits)
+
+    monkeypatch.setattr(proc.scorer, "score", score)
+    result = run(proc, records(visit("bad", 0, 2) + visit("good", 0, 2)), {})
+    assert [p.session_id for p in result.personas] == ["good"]
+    assert "cannot score" in result.dead_letters[0].reason
+    assert set(result.states) == {b"bad", b"good"}  # the events of the visit stay folded
+
+
+@pytest.mark.parametrize("ts", ["9999-12-31T23:59:59.999999Z", "9999-12-31T23:59:59-14:00",
+                                "0001-01-01T00:00:00+14:00", 253402300799999, -62135596800001])
+def test_extreme_timestamps_are_dead_letters(intent, ts):
+    event = {**visit("x1", 0, 1)[0], "ts": ts}
+    result = run(processor(intent), records([event] + visit("x2", 0, 1)), {})
+    assert [p.session_id for p in result.personas] == ["x2"] and len(result.dead_letters) == 1
+
+
+def test_an_event_far_ahead_of_the_clock_is_a_dead_letter_and_does_not_end_visits(intent):
+    proc, states = processor(intent, gap_s=1800), {}
+    run(proc, records(visit("open", 0, 2)), states)
+    future = {**visit("f", 0, 1)[0], "ts": "2099-01-01T00:00:00Z"}
+    result = run(proc, records([future]), states)
+    assert result.closed == 0 and "ahead of the worker's clock" in result.dead_letters[0].reason
+    later = run(proc, records(visit("later", 50, 1)), states)  # 50 minutes on: "open" is idle > gap
+    assert later.closed == 1
+
+
+def test_an_exact_resend_far_back_in_the_visit_is_dropped(intent):
+    proc, states = processor(intent), {}
+    events = visit("d", 0, 40)
+    run(proc, records(events), states)
+    again = run(proc, records([events[1], events[20]]), states)
+    assert again.duplicates == 2 and again.personas == []
+    assert SessionState.from_bytes(states[b"d"]).events == 40

@@ -18,13 +18,13 @@ from rich.console import Console
 from rich.table import Table
 
 from models.uci import read_uci
-from stream.broker import LocalBroker, free_port
+from stream.tools.broker import LocalBroker, free_port
 from stream.config import settings
 from stream.kafka_io import poll_topic
-from stream.replay import paced, produce, seed_pages, uci_records
+from stream.tools.replay import paced, produce, seed_pages, uci_records
 from stream.topics import ensure_topics
 
-SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample" / "online_shoppers_sample.csv"
+SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample" / "online_shoppers_sample.csv"
 VISITS = 200
 console = Console(width=150)
 

@@ -10,6 +10,7 @@ from models.persona import PersonaModel
 from models.uci import prefix, sessions
 from stream.pages import PageTable, page_record
 from stream.persona_sync import SharedPersona
+from stream.scoring import Scorer
 from stream.sessions import Record, SessionProcessor
 
 
@@ -17,8 +18,8 @@ def score_uci(frame: pd.DataFrame, intent: IntentModel, persona: PersonaModel | 
               fraction: float = 1.0) -> pd.DataFrame:
     """``session_id, intent_score, persona`` after each row's last event (or its ``fraction``)."""
     table = PageTable(prior=intent.page_prior)
-    processor = SessionProcessor(intent=intent, personas=SharedPersona(persona or PersonaModel.default()), pages=table,
-                                 top_features=0)
+    scorer = Scorer(intent, SharedPersona(persona or PersonaModel.default()), top_features=0)
+    processor = SessionProcessor(scorer=scorer, pages=table)
     states: dict[bytes, bytes] = {}
     rows = []
     for session in sessions(frame):

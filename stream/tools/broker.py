@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 
-RESOURCES = files("stream") / "kafka"
+RESOURCES = files("stream.tools") / "kafka"
 
 
 class BrokerError(RuntimeError):

@@ -1,0 +1,99 @@
+"""Persona features: bounded, transformed values of a visit, in one fixed order.
+
+:func:`persona_features` turns a visit's :class:`~models.features.SessionState` and its intent score
+into :data:`FEATURES`, each within its :data:`BOUNDS`; :func:`bounded` applies the same bounds to
+any mapping a model is given.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Mapping
+
+import numpy as np
+
+from models.features import SessionState
+
+FEATURES = ("pages", "dwell", "product_share", "admin_share", "info_share", "bounce", "exit", "value", "intent")
+"""Persona features, in this order everywhere (centroid vectors, snapshots, tables)."""
+
+MAX_PAGES = 1000.0
+MAX_DWELL_PER_PAGE_S = 3600.0
+MAX_PAGE_VALUE = 1000.0
+
+BOUNDS: dict[str, tuple[float, float]] = {
+    "pages": (0.0, math.log1p(MAX_PAGES)),
+    "dwell": (0.0, math.log1p(MAX_DWELL_PER_PAGE_S)),
+    "product_share": (0.0, 1.0),
+    "admin_share": (0.0, 1.0),
+    "info_share": (0.0, 1.0),
+    "bounce": (0.0, 1.0),
+    "exit": (0.0, 1.0),
+    "value": (0.0, math.log1p(MAX_PAGE_VALUE)),
+    "intent": (0.0, 1.0),
+}
+"""Valid range of each persona feature; models clip raw inputs to it (:func:`bounded`)."""
+
+LOWER = np.array([BOUNDS[f][0] for f in FEATURES])
+"""Lower bounds as a vector in :data:`FEATURES` order."""
+UPPER = np.array([BOUNDS[f][1] for f in FEATURES])
+"""Upper bounds as a vector in :data:`FEATURES` order."""
+
+
+def finite(value: object, default: float = 0.0) -> float:
+    """``value`` as a float, or ``default`` if it is not a finite number."""
+    try:
+        v = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return default
+    return v if math.isfinite(v) else default
+
+
+def clip(v: float, lo: float, hi: float) -> float:
+    """``v`` limited to ``[lo, hi]`` (scalar, faster than :func:`numpy.clip`)."""
+    return lo if v < lo else hi if v > hi else v
+
+
+def persona_features(state: SessionState, intent: float) -> dict[str, float]:
+    """Bounded, transformed features of a visit; finite for any state (zero pages, NaN, hours of dwell).
+
+    - ``pages``: log1p(page views), views capped at :data:`MAX_PAGES`
+    - ``dwell``: log1p(seconds per page view), capped at :data:`MAX_DWELL_PER_PAGE_S`
+    - ``product_share`` / ``admin_share`` / ``info_share``: share of page views by UCI page group
+    - ``bounce`` / ``exit``: mean bounce and exit rate of the pages viewed (0 with no page view)
+    - ``value``: log1p(mean page value), i.e. UCI ``PageValues``, capped at :data:`MAX_PAGE_VALUE`
+    - ``intent``: the intent score, clipped to [0, 1] (0 if missing/NaN)
+    """
+    admin_views = max(finite(state.admin_views), 0.0)
+    info_views = max(finite(state.info_views), 0.0)
+    product_views = max(finite(state.product_views), 0.0)
+    viewed = max(finite(state.page_views), 0.0)
+    n = min(max(viewed, admin_views + info_views + product_views), MAX_PAGES)
+    per = 1.0 / n if n >= 1.0 else 0.0
+    seconds = sum(max(finite(d), 0.0) for d in (state.admin_seconds, state.info_seconds, state.product_seconds))
+    per_view = 1.0 / viewed if viewed >= 1.0 else 0.0
+    x = {
+        "pages": math.log1p(n),
+        "dwell": math.log1p(min(seconds / max(n, 1.0), MAX_DWELL_PER_PAGE_S)),
+        "product_share": product_views * per,
+        "admin_share": admin_views * per,
+        "info_share": info_views * per,
+        "bounce": finite(state.bounce_rate_sum) * per_view,
+        "exit": finite(state.exit_rate_sum) * per_view,
+        "value": math.log1p(min(max(finite(state.page_value_sum) * per_view, 0.0), MAX_PAGE_VALUE)),
+        "intent": finite(intent),
+    }
+    return {k: clip(v, *BOUNDS[k]) for k, v in x.items()}
+
+
+def bounded(x: Mapping[str, float]) -> dict[str, float]:
+    """The known, finite features of ``x`` clipped to :data:`BOUNDS`; missing or non-finite ones are left out."""
+    out = {}
+    for f in FEATURES:
+        v = x.get(f)
+        if v is None:
+            continue
+        v = finite(v, math.nan)
+        if math.isfinite(v):
+            out[f] = clip(v, *BOUNDS[f])
+    return out

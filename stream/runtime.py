@@ -1,0 +1,49 @@
+"""What a worker loads at start-up: the intent model, the page table, the session processor and the
+feeds that keep every worker's copy of the compacted pages and persona-model topics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from models.intent import IntentModel
+from stream.config import Settings
+from stream.kafka_io import CompactedFeed
+from stream.pages import PageTable
+from stream.persona_sync import SharedPersona
+from stream.sessions import SessionProcessor
+from stream.topics import persona_model_topic
+
+
+@dataclass(frozen=True)
+class Runtime:
+    processor: SessionProcessor
+    page_feed: CompactedFeed
+    persona_feed: CompactedFeed
+
+    @classmethod
+    def build(cls, conf: Settings) -> "Runtime":
+        """Load the intent model (compiled, cached in ``conf.model_cache``) and the shipped persona
+        snapshot; :class:`~models.intent.ModelFileError` names a missing or broken model file."""
+        intent = IntentModel.load().compiled(conf.model_cache)
+        pages = PageTable(prior=intent.page_prior)
+        processor = SessionProcessor.for_worker(conf, intent, pages)
+        return cls(processor=processor,
+                   page_feed=CompactedFeed(conf.bootstrap, conf.pages_topic, pages.apply),
+                   persona_feed=CompactedFeed(conf.bootstrap, persona_model_topic(conf), processor.personas.apply))
+
+    @property
+    def pages(self) -> PageTable:
+        return self.processor.pages
+
+    @property
+    def personas(self) -> SharedPersona:
+        return self.processor.personas
+
+    @property
+    def ready(self) -> bool:
+        """Both feeds read to their end: batches may be scored."""
+        return self.page_feed.ready.is_set() and self.persona_feed.ready.is_set()
+
+    async def wait_ready(self) -> None:
+        await self.page_feed.ready.wait()
+        await self.persona_feed.ready.wait()
