@@ -5,21 +5,37 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
-from typing import Awaitable
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from typing import Awaitable, Iterator
 
 import orjson
+from aiokafka.errors import KafkaError
 
+from schemas.dead_letter import DeadLetter
 from stream import metrics
 from stream.app import (
-    app, dead_letters, events, page_counters, page_observations, pages, persona_learning, persona_model, personas,
-    runtime, sessions, settings,
+    app,
+    dead_letters,
+    events,
+    page_counters,
+    page_observations,
+    pages,
+    persona_learning,
+    persona_model,
+    personas,
+    runtime,
+    sessions,
+    settings,
 )
+from stream.logs import collapse_repeats
 from stream.offsets import OffsetGuard
-from stream.pages import observed_stats, page_record
+from stream.pages import compact_json, observation, observed_stats, page_record
 from stream.persona_sync import snapshot
 from stream.sessions import Record
-from stream.state_table import read_states, write_states
+from stream.state_table import Outgoing, read_states, write_states
 
 log = logging.getLogger(__name__)
 order = OffsetGuard()
@@ -30,6 +46,48 @@ async def publish(topic: str, key: bytes | None, value: bytes, partition: int | 
     return await app.producer.send(topic, key, value, partition, None, None)
 
 
+async def deliver(outgoing: list[Outgoing]) -> None:
+    """Produce every record and wait until the broker confirms all of them.
+
+    While the broker cannot be reached the records are sent again with exponential back-off (up to
+    30 s): one log line when delivery starts failing, one when it works again, and a metric per
+    retry. The batch stays unacknowledged meanwhile, so nothing is lost and nothing is skipped.
+    """
+    delay = 0.5
+    failing = False
+    while True:
+        try:
+            await asyncio.gather(*[await publish(*record) for record in outgoing])
+        except KafkaError as exc:
+            if not failing:
+                log.error("cannot deliver to Kafka (%r); retrying with back-off until it can", exc)
+                failing = True
+            metrics.DELIVERY_RETRIES.inc()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+            continue
+        if failing:
+            log.warning("delivery to Kafka works again")
+        return
+
+
+@contextmanager
+def unacked_on_failure(what: str) -> Iterator[None]:
+    """Stop the worker at once, without committing, if a batch fails as a whole.
+
+    Faust acknowledges every event of a ``take_events`` batch when the loop body ends, also when it
+    raises, and the offsets would then be committed unprocessed. Per-record failures never get
+    here (they are dead letters); this is for bugs and lost resources. The records are read again
+    by the worker that takes the partitions over (or this one, restarted by its supervisor).
+    """
+    try:
+        yield
+    except Exception:
+        log.critical("%s failed as a whole; exiting without committing its offsets", what, exc_info=True)
+        logging.shutdown()
+        os._exit(70)
+
+
 @app.on_partitions_revoked.connect
 async def forget_revoked(app, revoked, **kwargs) -> None:
     order.forget(revoked)
@@ -38,6 +96,12 @@ async def forget_revoked(app, revoked, **kwargs) -> None:
 @app.on_partitions_assigned.connect
 async def forget_assigned(app, assigned, **kwargs) -> None:
     order.forget(assigned)
+
+
+@app.task
+async def quiet_repeated_errors() -> None:
+    """Collapse the Kafka client's per-retry log lines (the worker's log handlers exist by now)."""
+    collapse_repeats()
 
 
 @app.task
@@ -55,9 +119,9 @@ async def load_persona_model() -> None:
 @app.timer(settings.persona_sync_s)
 async def hand_over_persona_learning() -> None:
     """Send what this worker's persona learner learned to the merging worker."""
-    for blob in runtime().personas.take_learning():
-        await (await publish(persona_learning.get_topic_name(), None, blob))
-        metrics.PERSONA_HANDOVERS.inc()
+    blobs = runtime().personas.take_learning()
+    await deliver([(persona_learning.get_topic_name(), None, blob, None) for blob in blobs])
+    metrics.PERSONA_HANDOVERS.inc(len(blobs))
 
 
 @app.agent(persona_learning)
@@ -75,7 +139,7 @@ async def merge_persona_learning(stream):
                 log.warning("skipping a bad persona learning record: %s", exc)
         if learners:
             merged = shared.absorb(learners)
-            await (await publish(persona_model.get_topic_name(), b"persona", merged.to_bytes()))
+            await deliver([(persona_model.get_topic_name(), b"persona", merged.to_bytes(), None)])
             metrics.PERSONA_MERGES.inc()
 
 
@@ -84,45 +148,69 @@ async def sessionize(stream):
     """Validate, sessionize, fold, score and publish, a batch at a time.
 
     Outputs and changelog records go straight to the producer; the batch's offsets are acked only
-    after every send is confirmed, so a crash replays the batch instead of losing it.
+    after every record is confirmed, so a crash replays the batch instead of losing it.
     """
     worker = runtime()
     async for batch in stream.take_events(settings.batch_size, within=settings.batch_window_s):
-        await worker.wait_ready()
-        started = time.perf_counter()
-        messages, rewind = order.admit([(e.message.tp, e.message.offset, e.message) for e in batch])
-        for tp, offset in rewind.items():
-            log.warning("records of %s skipped from offset %d: reading them again", tp, offset)
-            await app.consumer.seek(tp, offset)
-            metrics.REWINDS.inc()
-        records = [Record(m.key, m.value, m.topic, m.partition, m.offset) for m in messages]
-        result = worker.processor.process(records, read_states(sessions))
-        pending = await write_states(sessions, result.states, {e.message.partition: e for e in batch}, publish)
-        for persona in result.personas:
-            pending.append(await publish(personas.get_topic_name(), persona.session_id.encode(),
-                                         persona.model_dump_json().encode()))
-        for letter in result.dead_letters:
-            pending.append(await publish(dead_letters.get_topic_name(), None, letter.model_dump_json().encode()))
-        for page_id, counts in result.page_observations.items():
-            pending.append(await publish(page_observations.get_topic_name(), page_id.encode(), orjson.dumps(counts)))
-        await asyncio.gather(*pending)
-        metrics.EVENTS.inc(len(records))
-        metrics.DEAD_LETTERS.inc(len(result.dead_letters))
-        metrics.DUPLICATES.inc(result.duplicates)
-        metrics.PERSONAS.inc(len(result.personas))
-        metrics.VISITS_CLOSED.inc(result.closed)
-        metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+        with unacked_on_failure("session batch"):
+            await worker.wait_ready()
+            started = time.perf_counter()
+            messages, rewind = order.admit([(e.message.tp, e.message.offset, e.message) for e in batch])
+            for tp, offset in rewind.items():
+                log.warning("records of %s skipped from offset %d: reading them again", tp, offset)
+                await app.consumer.seek(tp, offset)
+                metrics.REWINDS.inc()
+            records = [Record(m.key, m.value, m.topic, m.partition, m.offset) for m in messages]
+            result = worker.processor.process(records, read_states(sessions))
+            outgoing = write_states(sessions, result.states, {e.message.partition: e for e in batch})
+            outgoing += [(personas.get_topic_name(), p.session_id.encode(), p.model_dump_json().encode(), None)
+                         for p in result.personas]
+            outgoing += [(dead_letters.get_topic_name(), None, letter.model_dump_json().encode(), None)
+                         for letter in result.dead_letters]
+            outgoing += [(page_observations.get_topic_name(), page_id.encode(), orjson.dumps(counts), None)
+                         for page_id, counts in result.page_observations.items()]
+            await deliver(outgoing)
+            metrics.EVENTS.inc(len(records))
+            metrics.DEAD_LETTERS.inc(len(result.dead_letters))
+            metrics.DUPLICATES.inc(result.duplicates)
+            metrics.PERSONAS.inc(len(result.personas))
+            metrics.VISITS_CLOSED.inc(result.closed)
+            metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
 
 
 @app.agent(page_observations)
 async def aggregate_pages(stream):
-    """Count views, entrances, exits and bounces per page; publish observed page statistics."""
-    async for event in stream.events():
-        key = event.message.key
-        counts = orjson.loads(page_counters[key]) if key in page_counters else {}
-        for name, n in orjson.loads(event.message.value).items():
-            counts[name] = counts.get(name, 0) + n
-        page_counters[key] = orjson.dumps(counts)
-        stats = observed_stats(key.decode(), counts)
-        if stats is not None:
-            await (await publish(pages.get_topic_name(), *page_record(stats)))
+    """Count views, entrances, exits and bounces per page, a batch at a time; publish the observed
+    statistics of each page the batch changed, once."""
+    async for batch in stream.take_events(settings.batch_size, within=settings.batch_window_s):
+        with unacked_on_failure("page batch"):
+            store = read_states(page_counters)
+            totals: dict[bytes, tuple[int, dict[str, int]]] = {}
+            letters = []
+            for event in batch:
+                message = event.message
+                try:
+                    page_id, observed = observation(message.key, message.value)
+                except ValueError as exc:
+                    letters.append(DeadLetter.for_payload(
+                        message.value, reason=str(exc), topic=message.topic, partition=message.partition,
+                        offset=message.offset, received_at=datetime.now(timezone.utc)))
+                    continue
+                key = page_id.encode()
+                if key not in totals:
+                    stored = store.get(key)
+                    totals[key] = (message.partition, orjson.loads(stored) if stored else {})
+                counts = totals[key][1]
+                for name, n in observed.items():
+                    counts[name] = counts.get(name, 0) + n
+            outgoing = write_states(page_counters, {key: (partition, compact_json(counts))
+                                                    for key, (partition, counts) in totals.items()},
+                                    {e.message.partition: e for e in batch})
+            for key, (_, counts) in totals.items():
+                stats = observed_stats(key.decode(), counts)
+                if stats is not None:
+                    outgoing.append((pages.get_topic_name(), *page_record(stats), None))
+            outgoing += [(dead_letters.get_topic_name(), None, letter.model_dump_json().encode(), None)
+                         for letter in letters]
+            await deliver(outgoing)
+            metrics.DEAD_LETTERS.inc(len(letters))

@@ -57,3 +57,27 @@ def observed_stats(page_id: str, counts: Mapping[str, int]) -> PageStats | None:
     return PageStats(page_id=page_id, source="observed", views=views,
                      bounce_rate=min(1.0, counts.get("bounces", 0) / max(counts.get("entrances", 0), 1)),
                      exit_rate=min(1.0, counts.get("exits", 0) / views), page_value=0.0)
+
+
+OBSERVED_COUNTS = ("views", "entrances", "exits", "bounces")
+
+
+def observation(key: bytes | None, raw: bytes | None) -> tuple[str, dict[str, int]]:
+    """The page id and counts of one page-observation record; ValueError if it is not one."""
+    page_id = (key or b"").decode()  # UnicodeDecodeError is a ValueError
+    if not 0 < len(page_id) <= 128:
+        raise ValueError("a page observation is keyed by a page id of 1 to 128 characters")
+    try:
+        counts = orjson.loads(raw) if raw else None
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"malformed page observation: {exc}") from None
+    if not isinstance(counts, dict) or not all(
+            name in OBSERVED_COUNTS and type(n) is int and 0 <= n < 2**31 for name, n in counts.items()):
+        raise ValueError(f"a page observation maps {', '.join(OBSERVED_COUNTS)} to counts")
+    return page_id, counts
+
+
+def compact_json(value: object) -> bytes:
+    """JSON bytes sized to their content: orjson's own result keeps its larger output buffer
+    resident (~4 KB however small the value), which adds up in a table of many keys."""
+    return bytes(memoryview(orjson.dumps(value)))

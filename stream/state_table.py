@@ -1,10 +1,10 @@
-"""The sessions table, read and written a batch at a time.
+"""Faust tables read and written a batch at a time.
 
-The session agent reads and writes the table's store (``table.data``) directly and sends the
-changelog records itself, because a batch's offsets may be acknowledged only once every state
-write of the batch is confirmed by the broker: a crash then replays the batch instead of losing
-state. (``table[key] = value`` would hand the changelog record to the producer in the background,
-tied to one event, while a batch spans hundreds.)
+The agents read and write a table's store (``table.data``) directly and send the changelog
+records themselves, because a batch's offsets may be acknowledged only once every write of the
+batch is confirmed by the broker: a crash then replays the batch instead of losing state.
+(``table[key] = value`` would hand the changelog record to the producer in the background, on the
+partition of the one event being processed, while a batch spans hundreds of several partitions.)
 
 Faust's RocksDB store picks the database of a read or write from the partition of the event being
 processed, which it finds in ``faust.streams._current_event``. A batch holds events of several
@@ -15,13 +15,13 @@ database) and :func:`write_states` sets it, key by key, to an event of the key's
 from __future__ import annotations
 
 import weakref
-from typing import Awaitable, Callable, Mapping, MutableMapping
+from typing import Mapping, MutableMapping
 
 import faust
 from faust.streams import _current_event
 
-Publish = Callable[[str, bytes | None, bytes, int | None], Awaitable[Awaitable]]
-"""(topic, key, value, partition) -> awaitable of the delivery confirmation."""
+Outgoing = tuple[str, bytes | None, bytes, int | None]
+"""A record to produce: (topic, key, value, partition or None for the producer's partitioner)."""
 
 
 def read_states(table: faust.Table) -> MutableMapping[bytes, bytes]:
@@ -30,17 +30,15 @@ def read_states(table: faust.Table) -> MutableMapping[bytes, bytes]:
     return table.data
 
 
-async def write_states(table: faust.Table, states: Mapping[bytes, tuple[int, bytes]],
-                       event_of_partition: Mapping[int, faust.EventT], publish: Publish) -> list[Awaitable]:
-    """Store every ``key -> (partition, blob)`` and send it to the changelog; returns the deliveries to await."""
+def write_states(table: faust.Table, states: Mapping[bytes, tuple[int, bytes]],
+                 event_of_partition: Mapping[int, faust.EventT]) -> list[Outgoing]:
+    """Store every ``key -> (partition, blob)``; returns the changelog records to produce."""
     changelog = table.changelog_topic.get_topic_name()
     store = table.data
-    deliveries = []
     try:
         for key, (partition, blob) in states.items():
             _current_event.set(weakref.ref(event_of_partition[partition]))
             store[key] = blob
-            deliveries.append(await publish(changelog, key, blob, partition))
     finally:
         _current_event.set(None)
-    return deliveries
+    return [(changelog, key, blob, partition) for key, (partition, blob) in states.items()]

@@ -18,9 +18,9 @@ from rich.console import Console
 from rich.table import Table
 
 from models.uci import read_uci
-from stream.tools.broker import LocalBroker, free_port
 from stream.config import settings
 from stream.kafka_io import poll_topic
+from stream.tools.broker import LocalBroker, free_port
 from stream.tools.replay import paced, produce, seed_pages, uci_records
 from stream.topics import ensure_topics
 

@@ -6,6 +6,7 @@ import asyncio
 import sys
 import time
 from contextlib import aclosing
+
 import orjson
 from rich.live import Live
 from rich.table import Table
