@@ -1,8 +1,8 @@
 """Persona evaluation on UCI sessions: River clusterers vs batch k-means, per-persona report, artifact.
 
-``python -m models.persona_eval [--data CSV] [--out docs/img] [--artifact] [--markdown FILE]``
+``python -m models.training.persona_eval [--data CSV] [--out docs/img] [--artifact] [--markdown FILE]``
 
-Sessions are replayed through the stream's feature code (:mod:`models.uci`); their final states give
+Sessions are replayed through the stream's feature code (:mod:`models.training.uci`); their final states give
 :func:`models.persona.persona_features`. The intent input is an out-of-fold LightGBM score (5 folds,
 same features as the intent model), so no session is scored by a model that saw its label; the
 shipped intent model was trained on all of ``train.csv`` and would leak.
@@ -26,10 +26,10 @@ import pandas as pd
 from models.features import FEATURES as INTENT_FEATURES
 from models.features import SessionState, build_vocabulary, raw_context, session_features
 from models.persona import ARTIFACT, FEATURES, PersonaModel, persona_features, rule_names
-from models.uci import fold_session, read_uci, sessions
+from models.training.uci import fold_session, read_uci, sessions
 
 DATA = Path("/work/shared/data/online_shoppers/train.csv")
-IMG = Path(__file__).resolve().parent.parent / "docs" / "img"
+IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
 SEED = 7
 K = 6
 SILHOUETTE_SAMPLE = 2000

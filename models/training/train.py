@@ -32,7 +32,7 @@ from sklearn.model_selection import StratifiedKFold
 
 from models.features import FEATURES, SessionState, build_vocabulary, raw_context, session_features
 from models.intent import CALIBRATIONS, METADATA_FILE, MODEL_FILE, calibrate
-from models.uci import fold_session, sessions
+from models.training.uci import fold_session, sessions
 
 PARAMS = {
     "objective": "binary",

@@ -1,7 +1,7 @@
 """Out-of-fold evaluation of the intent model: metrics.json and plots.
 
 ``evaluate(frame, out_dir)`` runs the same session-grouped cross-validation as training
-(:func:`models.train.evaluate_cv`) and writes to ``out_dir``:
+(:func:`models.training.train.evaluate_cv`) and writes to ``out_dir``:
 
 * ``metrics.json``: ROC-AUC, PR-AUC, Brier (mean and std over folds) of the published score after a
   session's last event, ROC-AUC at 25/50/75% of each session's page views, the calibration choice
@@ -26,7 +26,7 @@ from sklearn.calibration import calibration_curve  # noqa: E402
 from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
 
 from models.features import FEATURES  # noqa: E402
-from models.train import EVAL_POINTS, Evaluation, evaluate_cv  # noqa: E402
+from models.training.train import EVAL_POINTS, Evaluation, evaluate_cv  # noqa: E402
 
 PLOTS = ("roc.png", "pr.png", "calibration.png", "progress.png", "importance.png")
 RELIABILITY_BINS = 10
