@@ -17,7 +17,7 @@ from typing import Iterator
 
 import orjson
 
-from models.uci import read_uci
+from models.training.uci import read_uci
 from schemas.pages import PageStats
 from stream.pages import page_record
 from stream.tools.replay import Outgoing, uci_records

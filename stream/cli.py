@@ -151,7 +151,7 @@ def schema(out: Path = typer.Option(Path("schemas/json"), help="directory for th
 
 
 def _read_uci(path: Path, limit: Optional[int] = None):
-    from models.uci import UCIFormatError, read_uci
+    from models.training.uci import UCIFormatError, read_uci
 
     if not path.is_file():
         fail(f"{path} does not exist")
@@ -165,7 +165,7 @@ def _read_uci(path: Path, limit: Optional[int] = None):
 @cli.command()
 def train(csv: Path = typer.Argument(DEFAULT_UCI, help="UCI Online Shoppers CSV with a Revenue column")) -> None:
     """Train the LightGBM intent model with the stream's feature code; write models/artifacts/."""
-    from models.train import train as train_model
+    from models.training.train import train as train_model
 
     frame = _read_uci(csv)
     with _progress() as progress:
@@ -180,7 +180,7 @@ def train(csv: Path = typer.Argument(DEFAULT_UCI, help="UCI Online Shoppers CSV 
 def evaluate(csv: Path = typer.Argument(DEFAULT_UCI, help="UCI Online Shoppers CSV with a Revenue column"),
              out: Path = typer.Option(Path("reports/evaluation"), help="folder for metrics.json and PNG plots")) -> None:
     """Cross-validate the intent model (final and partial sessions); write metrics.json and plots."""
-    from models.evaluate import evaluate as run_evaluation
+    from models.training.evaluate import evaluate as run_evaluation
 
     frame = _read_uci(csv)
     with _progress() as progress:
@@ -196,7 +196,7 @@ def evaluate(csv: Path = typer.Argument(DEFAULT_UCI, help="UCI Online Shoppers C
 def personas_report(csv: Path = typer.Argument(DEFAULT_UCI, help="UCI Online Shoppers CSV with a Revenue column"),
                     out: Path = typer.Option(Path("reports/personas"), help="folder for the PNGs and profile table")) -> None:
     """Compare clusterers and describe the personas: projection PNG, profile table, conversion by persona."""
-    from models.persona_eval import compare, load, report
+    from models.training.persona_eval import compare, load, report
 
     frame = _read_uci(csv)
     data = load(frame)

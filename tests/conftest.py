@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from models.uci import read_uci
+from models.training.uci import read_uci
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "data" / "sample" / "online_shoppers_sample.csv"

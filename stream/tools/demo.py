@@ -17,7 +17,7 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
-from models.uci import read_uci
+from models.training.uci import read_uci
 from stream.config import settings
 from stream.kafka_io import poll_topic
 from stream.tools.broker import LocalBroker, free_port

@@ -7,7 +7,7 @@ import pandas as pd
 
 from models.intent import IntentModel
 from models.persona import PersonaModel
-from models.uci import prefix, sessions
+from models.training.uci import prefix, sessions
 from stream.pages import PageTable, page_record
 from stream.persona_sync import SharedPersona
 from stream.scoring import Scorer

@@ -13,7 +13,7 @@ from typing import Callable, Iterable, Iterator
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from models.uci import prefix, sessions
+from models.training.uci import prefix, sessions
 from schemas.pages import PageStats
 from stream.pages import page_record
 

@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from models.persona import PersonaModel
-from models.uci import sessions
+from models.training.uci import sessions
 from stream.tools.replay import uci_records
 from tests.conftest import SAMPLE
 from tests.broker.harness import Pipeline, latest_by_session

@@ -13,9 +13,9 @@ import pytest
 
 from models.features import FEATURES, SessionState, session_features
 from models.intent import METADATA_FILE, MODEL_FILE, IntentModel, ModelFileError, calibrate
-from models.train import (FINAL_WEIGHT, TRAIN_POINTS, PrefixMatrix, fit_calibration, replay_frame,
+from models.training.train import (FINAL_WEIGHT, TRAIN_POINTS, PrefixMatrix, fit_calibration, replay_frame,
                           replay_session, train, views_at)
-from models.uci import fold_session, sessions
+from models.training.uci import fold_session, sessions
 
 
 @pytest.fixture(scope="module")

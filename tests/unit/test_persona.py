@@ -12,8 +12,8 @@ from models.actions import DEFAULT_ACTIONS, recommend
 from models.features import SessionState
 from models.persona import (ARTIFACT, BOUNDS, FEATURES, HIGH_INTENT, UNASSIGNED, PersonaModel, persona_features,
                             rule_names)
-from models.persona_eval import final_states, oof_intent, profile_table
-from models.uci import fold_session, read_uci, sessions
+from models.training.persona_eval import final_states, oof_intent, profile_table
+from models.training.uci import fold_session, read_uci, sessions
 
 SAMPLE = Path(__file__).parents[1] / "data" / "uci_sample.csv"
 
