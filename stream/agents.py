@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 order = OffsetGuard()
 
 
-async def publish(topic: str, key: bytes | None, value: bytes, partition: int | None = None) -> Awaitable:
+async def publish(topic: str, key: bytes | None, value: bytes | None, partition: int | None = None) -> Awaitable:
     """Hand one record to the producer; await the result to know the broker has it."""
     return await app.producer.send(topic, key, value, partition, None, None)
 

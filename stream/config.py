@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     partitions: int = Field(4, ge=1, description="partitions of the events topic and every table changelog")
     replication_factor: int = Field(1, ge=1, description="replication factor of topics the pipeline creates")
     session_gap_s: float = Field(1800.0, gt=0, description="event-time inactivity gap that ends a visit")
+    session_retain_s: float = Field(1800.0, ge=0, description="an ended visit's state is deleted when its "
+                                    "partition's event time passes its last event by the gap plus this")
     max_future_s: float = Field(3600.0, gt=0, description="events dated more than this ahead of the worker's "
                                 "clock are dead letters (they would end every open visit of their partition)")
     max_open_visits: int = Field(1_000_000, ge=1000, description="open visits indexed per partition for ending "

@@ -6,8 +6,10 @@ newest PersonaEvent of a visit always reflects all of its events processed so fa
 
 A visit ends when its session comes back after the gap, or when the partition's event time (the
 newest event seen on it) passes the visit's last event by the gap. An ended visit is learned from
-once by the persona model and feeds the exit and bounce statistics of its last page. The index of
-open visits lives in memory: after a restart, visits still open are closed when they come back.
+once by the persona model and feeds the exit and bounce statistics of its last page; its state is
+deleted (a changelog tombstone) ``retain_s`` later, so the table holds recent sessions only. The
+index of open and ended visits lives in memory: after a restart, visits still open are closed when
+they come back.
 """
 
 from __future__ import annotations
@@ -45,8 +47,8 @@ class Record:
 class BatchResult:
     personas: list[PersonaEvent] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
-    states: dict[bytes, tuple[int, bytes]] = field(default_factory=dict)
-    """session key -> (partition, serialized state) to write to the table and its changelog."""
+    states: dict[bytes, tuple[int, bytes | None]] = field(default_factory=dict)
+    """session key -> (partition, serialized state, or None to delete it) to write to the table and its changelog."""
     page_observations: dict[str, Counter] = field(default_factory=dict)
     duplicates: int = 0
     closed: int = 0
@@ -66,6 +68,14 @@ class SessionProcessor:
     now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
     _open: dict[int, OrderedDict[bytes, float]] = field(default_factory=dict, repr=False)
     """partition -> open visits (session key -> last event time), least recently touched first."""
+    retain_s: float = 1800.0
+    """An ended visit's state is deleted once its partition's event time passes its last event by
+    the gap plus this (until then a returning session continues its visit count)."""
+    retain_wall_s: float = 60.0
+    """... and once this much wall-clock time has passed since it ended: long after the offsets of its
+    records are committed, so a worker restarted from its committed offsets never reads them again."""
+    _ended: dict[int, OrderedDict[bytes, tuple[float, float]]] = field(default_factory=dict, repr=False)
+    """partition -> ended visits still stored (session key -> (last event time, wall time ended)), oldest first."""
     _clock: dict[int, float] = field(default_factory=dict, repr=False)
     """partition -> newest event time seen on it."""
 
@@ -74,8 +84,8 @@ class SessionProcessor:
         """The processor as a worker runs it: ``conf``'s settings, the shipped persona snapshot as the
         starting shared model."""
         scorer = Scorer(intent, SharedPersona(PersonaModel.default()), conf.top_features, conf.explain_delta)
-        return cls(scorer=scorer, pages=pages, gap_s=conf.session_gap_s, max_future_s=conf.max_future_s,
-                   max_open_visits=conf.max_open_visits)
+        return cls(scorer=scorer, pages=pages, gap_s=conf.session_gap_s, retain_s=conf.session_retain_s,
+                   max_future_s=conf.max_future_s, max_open_visits=conf.max_open_visits)
 
     @property
     def personas(self) -> SharedPersona:
@@ -161,18 +171,31 @@ class SessionProcessor:
 
     def _sweep(self, partitions: set[int], touched: dict[bytes, tuple[int, SessionState]],
                states: MutableMapping[bytes, bytes], result: BatchResult) -> None:
-        """Close the visits of ``partitions`` idle for longer than the gap in the partition's event time."""
+        """End the visits of ``partitions`` idle for longer than the gap in the partition's event time,
+        and delete the state of visits ended longer than :attr:`retain_s` ago."""
         for partition in partitions:
+            clock = self._clock.get(partition, -math.inf)
             opened = self._open.get(partition)
-            horizon = self._clock.get(partition, -math.inf) - self.gap_s
-            while opened and next(iter(opened.values())) < horizon:
-                key, _ = opened.popitem(last=False)
+            ended = self._ended.setdefault(partition, OrderedDict())
+            wall = self.now().timestamp()
+            while opened and next(iter(opened.values())) < clock - self.gap_s:
+                key, last_ts = opened.popitem(last=False)
                 state = touched[key][1] if key in touched else _load(states, key)
                 if state is None or state.closed:
                     continue
                 self._close(state, result)
+                ended[key] = (last_ts, wall)
+                ended.move_to_end(key)
                 if key not in touched:
                     result.states[key] = (partition, state.to_bytes())
+            while ended and _expired(next(iter(ended.values())), clock - self.gap_s - self.retain_s,
+                                     wall - self.retain_wall_s):
+                key, _ = ended.popitem(last=False)
+                if key in touched or key in self._open.get(partition, ()):
+                    continue  # the session came back: its new visit is open
+                result.states[key] = (partition, None)
+            while len(ended) > self.max_open_visits:
+                ended.popitem(last=False)
 
     @staticmethod
     def _observe(result: BatchResult, page_id: str, **counts: int) -> None:
@@ -185,6 +208,11 @@ class SessionProcessor:
         result.closed += 1
         if state.exit_page:
             self._observe(result, state.exit_page, exits=1, bounces=int(state.page_views == 1))
+
+
+def _expired(ended: tuple[float, float], event_horizon: float, wall_horizon: float) -> bool:
+    last_ts, ended_wall = ended
+    return last_ts < event_horizon and ended_wall < wall_horizon
 
 
 def _load(states: MutableMapping[bytes, bytes], key: bytes) -> SessionState | None:

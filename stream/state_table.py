@@ -20,7 +20,7 @@ from typing import Mapping, MutableMapping
 import faust
 from faust.streams import _current_event
 
-Outgoing = tuple[str, bytes | None, bytes, int | None]
+Outgoing = tuple[str, bytes | None, bytes | None, int | None]
 """A record to produce: (topic, key, value, partition or None for the producer's partitioner)."""
 
 
@@ -30,15 +30,19 @@ def read_states(table: faust.Table) -> MutableMapping[bytes, bytes]:
     return table.data
 
 
-def write_states(table: faust.Table, states: Mapping[bytes, tuple[int, bytes]],
+def write_states(table: faust.Table, states: Mapping[bytes, tuple[int, bytes | None]],
                  event_of_partition: Mapping[int, faust.EventT]) -> list[Outgoing]:
-    """Store every ``key -> (partition, blob)``; returns the changelog records to produce."""
+    """Store every ``key -> (partition, blob)`` (None deletes the key); returns the changelog records
+    to produce (a tombstone for a deleted key)."""
     changelog = table.changelog_topic.get_topic_name()
     store = table.data
     try:
         for key, (partition, blob) in states.items():
             _current_event.set(weakref.ref(event_of_partition[partition]))
-            store[key] = blob
+            if blob is None:
+                store.pop(key, None)
+            else:
+                store[key] = blob
     finally:
         _current_event.set(None)
     return [(changelog, key, blob, partition) for key, (partition, blob) in states.items()]

@@ -10,7 +10,7 @@ import pytest
 from models.intent import IntentModel
 from models.features import SessionState
 from models.persona import PersonaModel
-from models.uci import sessions
+from models.training.uci import sessions
 from stream.tools.offline import score_uci
 from stream.pages import PageTable, page_record
 from stream.persona_sync import SharedPersona
@@ -248,3 +248,17 @@ def test_an_exact_resend_far_back_in_the_visit_is_dropped(intent):
     again = run(proc, records([events[1], events[20]]), states)
     assert again.duplicates == 2 and again.personas == []
     assert SessionState.from_bytes(states[b"d"]).events == 40
+
+
+def test_an_ended_visit_is_deleted_after_the_retention_and_a_returning_one_is_kept(intent):
+    proc, states = processor(intent, gap_s=1800), {}
+    proc.retain_s, proc.retain_wall_s = 1800, 0
+    run(proc, records(visit("gone", 0, 2) + visit("back", 0, 2)), states)
+    ended = run(proc, records(visit("tick", 40, 1)), states)  # 40 min on: both visits ended, kept
+    assert ended.closed == 2 and states[b"gone"] is not None and states[b"back"] is not None
+    run(proc, records(visit("back", 0, 1, hour=11)), states)  # "back" returns: a new visit, open
+    later = run(proc, records(visit("tick", 45, 1, hour=11)), states)  # past gap + retention of the first visits
+    assert later.states[b"gone"] == (0, None)
+    assert SessionState.from_bytes(states[b"back"]).visit == 1
+    last = run(proc, records(visit("tick", 5, 1, hour=12)), states)  # past gap + retention of "back"'s second visit
+    assert last.states[b"back"] == (0, None)
