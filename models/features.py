@@ -8,10 +8,10 @@ functions, so a feature the stream cannot compute does not exist.
 from __future__ import annotations
 
 import math
-from hashlib import blake2b
 from dataclasses import dataclass, field, fields
-from operator import attrgetter
 from datetime import datetime, timezone
+from hashlib import blake2b
+from operator import attrgetter
 from typing import Callable, Mapping, Sequence
 
 import orjson

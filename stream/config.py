@@ -47,7 +47,8 @@ class Settings(BaseSettings):
     persona_sync_s: float = Field(
         10.0, gt=0, description="how often workers hand persona learning over and the merging worker "
         "publishes the next shared persona model")
-    store: str = Field("memory://", description="Faust table store: memory:// or rocksdb:// (needs the [rocksdb] extra)")
+    store: str = Field("memory://", description="Faust table store: memory:// or rocksdb:// "
+                       "(needs the [rocksdb] extra)")
     web_port: int = Field(6066, ge=0, le=65535)
     kafka_port: int = Field(9092, ge=1, le=65535, description="port of the local development broker")
     kafka_version: str = "4.1.1"

@@ -50,7 +50,8 @@ async def ensure_topics(settings: Settings) -> list[str]:
             if count != wanted[topic][0]:
                 raise TopicLayoutError(f"topic {topic} has {count} partitions, configured {wanted[topic][0]} "
                                        f"(set PERSONASTREAM_PARTITIONS={count} or recreate the topic)")
-        missing = [NewTopic(topic, n, settings.replication_factor, topic_configs=cfg) for topic, (n, cfg) in wanted.items() if topic not in counts]
+        missing = [NewTopic(topic, n, settings.replication_factor, topic_configs=cfg)
+                   for topic, (n, cfg) in wanted.items() if topic not in counts]
         for topic in missing:
             try:
                 await admin.create_topics([topic])

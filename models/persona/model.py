@@ -27,7 +27,8 @@ from models.persona.moments import mean_std, moments_of, scaler_from
 from models.persona.naming import UNASSIGNED, rule_names
 
 ARTIFACT = Path(__file__).parents[1] / "artifacts" / "persona.json"
-"""The shipped snapshot, trained on UCI Online Shoppers sessions (``python -m models.training.persona_eval --artifact``)."""
+"""The shipped snapshot, trained on UCI Online Shoppers sessions
+(``python -m models.training.persona_eval --artifact``)."""
 FORMAT = 1
 
 

@@ -40,9 +40,7 @@ SILHOUETTE_SAMPLE = 2000
 def final_states(frame: pd.DataFrame) -> list[SessionState]:
     out = []
     for session in sessions(frame):
-        state = None
-        for _, state in fold_session(session):
-            pass
+        *_, (_, state) = fold_session(session)
         out.append(replace(state, recent_ids=[]))
     return out
 
@@ -73,7 +71,8 @@ def page_value_intent(states: list[SessionState]) -> np.ndarray:
     return pd.Series(v).rank(pct=True).to_numpy() * (v > 0)
 
 
-def load(frame: pd.DataFrame, intent: str | np.ndarray = "oof") -> tuple[list[dict[str, float]], np.ndarray, np.ndarray]:
+def load(frame: pd.DataFrame,
+         intent: str | np.ndarray = "oof") -> tuple[list[dict[str, float]], np.ndarray, np.ndarray]:
     """Persona feature dicts, labels and intent scores of a UCI frame."""
     states = final_states(frame)
     labels = frame["Revenue"].to_numpy(dtype=int)
@@ -233,7 +232,8 @@ def comparison_markdown(table: pd.DataFrame) -> str:
         lines.append(f"| {r.model} | {r.clusters_1pct:.1f} ({r.clusters_1pct_min:.0f}) | {r.silhouette:.3f} | "
                      f"{100 * r.conv_min:.1f}%–{100 * r.conv_max:.1f}% | {r.top_lift:.2f}× ({r.top_lift_min:.2f}×) | "
                      f"{100 * r.stable_raw:.1f}% ({100 * r.stable_raw_min:.1f}%) | "
-                     f"{100 * r.stable_matched:.1f}% ({100 * r.stable_matched_min:.1f}%) | {r.learn_us:.0f} | {predict} |")
+                     f"{100 * r.stable_matched:.1f}% ({100 * r.stable_matched_min:.1f}%) | "
+                     f"{r.learn_us:.0f} | {predict} |")
     return "\n".join(lines)
 
 

@@ -29,7 +29,8 @@ VISITS = 200
 console = Console(width=150)
 
 
-async def collect(bootstrap: str, topic: str, expected: Counter, timeout: float, worker: subprocess.Popen) -> dict[str, dict]:
+async def collect(bootstrap: str, topic: str, expected: Counter, timeout: float,
+                  worker: subprocess.Popen) -> dict[str, dict]:
     """Newest PersonaEvent per visit, until each reflects all of its events (or ``timeout``, or the worker exits)."""
     latest: dict[str, dict] = {}
     deadline = time.monotonic() + timeout

@@ -84,7 +84,8 @@ def uci_records(frame, fraction: float = 1.0) -> tuple[list[tuple[bytes, bytes]]
         key = session.session_id.encode()
         for seq, event in enumerate(session.events):
             value = orjson.dumps(event)
-            timeline.append((event["ts"], index, seq, Outgoing(key, value, datetime.fromisoformat(event["ts"]).timestamp())))
+            outgoing = Outgoing(key, value, datetime.fromisoformat(event["ts"]).timestamp())
+            timeline.append((event["ts"], index, seq, outgoing))
     timeline.sort(key=lambda item: item[:3])
     return catalog, [item[3] for item in timeline]
 
