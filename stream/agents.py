@@ -96,6 +96,12 @@ async def forget_revoked(app, revoked, **kwargs) -> None:
 @app.on_partitions_assigned.connect
 async def forget_assigned(app, assigned, **kwargs) -> None:
     order.forget(assigned)
+    reindex.set()
+
+
+reindex = asyncio.Event()
+"""Set on every assignment: the next session batch first rebuilds the index of open and ended visits
+from the table (recovered by then: Faust delivers no event before its tables are)."""
 
 
 @app.task
@@ -154,6 +160,10 @@ async def sessionize(stream):
     async for batch in stream.take_events(settings.batch_size, within=settings.batch_window_s):
         with unacked_on_failure("session batch"):
             await worker.wait_ready()
+            if reindex.is_set():
+                reindex.clear()
+                indexed = worker.processor.restore_index(read_states(sessions).items())
+                log.info("indexed %d stored sessions", indexed)
             started = time.perf_counter()
             messages, rewind = order.admit([(e.message.tp, e.message.offset, e.message) for e in batch])
             for tp, offset in rewind.items():

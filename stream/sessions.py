@@ -8,8 +8,8 @@ A visit ends when its session comes back after the gap, or when the partition's 
 newest event seen on it) passes the visit's last event by the gap. An ended visit is learned from
 once by the persona model and feeds the exit and bounce statistics of its last page; its state is
 deleted (a changelog tombstone) ``retain_s`` later, so the table holds recent sessions only. The
-index of open and ended visits lives in memory: after a restart, visits still open are closed when
-they come back.
+index of open and ended visits lives in memory and is rebuilt from the table after a restart or a
+rebalance (:meth:`SessionProcessor.restore_index`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import math
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Callable, MutableMapping, Sequence
+from typing import Callable, Iterable, MutableMapping, Sequence
 
 from models.features import SessionState, fold, is_duplicate, start_visit
 from models.intent import IntentModel
@@ -91,6 +91,24 @@ class SessionProcessor:
     def personas(self) -> SharedPersona:
         """The shared persona model: the scorer assigns with it, closed visits teach it."""
         return self.scorer.personas
+
+    def restore_index(self, stored: Iterable[tuple[bytes, bytes]]) -> int:
+        """Rebuild the in-memory index of open and ended visits, and each partition's event-time clock,
+        from the stored states (after a restart or a rebalance); returns the number of states read."""
+        self._open, self._ended, self._clock = {}, {}, {}
+        wall = self.now().timestamp()
+        found = []
+        for key, raw in stored:
+            state = _load({key: raw}, key)
+            if state is not None and state.partition >= 0:
+                found.append((state.last_ts, key, state))
+        for last_ts, key, state in sorted(found, key=lambda item: item[0]):
+            if state.closed:
+                self._ended.setdefault(state.partition, OrderedDict())[key] = (last_ts, wall)
+            else:
+                self._open.setdefault(state.partition, OrderedDict())[key] = last_ts
+            self._clock[state.partition] = last_ts
+        return len(found)
 
     def process(self, records: Sequence[Record], states: MutableMapping[bytes, bytes]) -> BatchResult:
         """Fold ``records`` into the visits they belong to and score every visit touched.

@@ -262,3 +262,12 @@ def test_an_ended_visit_is_deleted_after_the_retention_and_a_returning_one_is_ke
     assert SessionState.from_bytes(states[b"back"]).visit == 1
     last = run(proc, records(visit("tick", 5, 1, hour=12)), states)  # past gap + retention of "back"'s second visit
     assert last.states[b"back"] == (0, None)
+
+
+def test_a_restarted_processor_rebuilds_its_index_from_the_table_and_ends_visits(intent):
+    before, states = processor(intent, gap_s=1800), {}
+    run(before, records(visit("old", 0, 2) + visit("older", 0, 1, hour=9)), states)
+    after = processor(intent, gap_s=1800)
+    assert after.restore_index(states.items()) == 2
+    result = run(after, records(visit("new", 45, 1)), states)  # 45 minutes on: both are idle > gap
+    assert result.closed == 2 and {SessionState.from_bytes(states[k]).closed for k in (b"old", b"older")} == {True}
