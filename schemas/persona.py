@@ -35,3 +35,4 @@ class PersonaEvent(BaseModel):
     persona_model_version: str
     events_seen: int = Field(description="events of this visit processed so far")
     page_views: int
+    bot: bool = Field(False, description="a known crawler's visit (not learned from)")

@@ -271,3 +271,13 @@ def test_a_restarted_processor_rebuilds_its_index_from_the_table_and_ends_visits
     assert after.restore_index(states.items()) == 2
     result = run(after, records(visit("new", 45, 1)), states)  # 45 minutes on: both are idle > gap
     assert result.closed == 2 and {SessionState.from_bytes(states[k]).closed for k in (b"old", b"older")} == {True}
+
+
+def test_a_bot_visit_is_published_as_such_but_neither_learned_nor_counted_in_page_statistics(intent):
+    proc, states = processor(intent, gap_s=1800), {}
+    bot = [{**e, "bot": True} for e in visit("crawler", 0, 3)]
+    first = run(proc, records(bot), states)
+    assert [p.bot for p in first.personas] == [True] and first.page_observations == {}
+    ended = run(proc, records(visit("human", 45, 1)), states)  # 45 minutes on: the bot's visit ends
+    assert ended.closed == 1 and proc.personas.learner.learned == 0
+    assert "p2" not in ended.page_observations  # the bot's exit page is not counted
