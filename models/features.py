@@ -56,6 +56,8 @@ class SessionState:
     traffic_source: str = ""
     visitor_type: str = ""
     exit_page: str = ""
+    bot: bool = False
+    """A known crawler's visit: scored and published, never learned from nor counted in page statistics."""
     intent: float = 0.0
     """The intent score of the visit as last published."""
     closed: bool = False
@@ -98,12 +100,14 @@ def start_visit(state: SessionState | None, event: Event) -> SessionState:
         region=event.region,
         traffic_source=event.traffic_source,
         visitor_type=event.visitor_type.value,
+        bot=event.bot,
     )
 
 
 def fold(state: SessionState, event: Event, pages: PageLookup) -> None:
     """Apply one event of this visit to ``state`` in place."""
     state.events += 1
+    state.bot = state.bot or event.bot
     state.last_ts = max(state.last_ts, _epoch(event.ts))
     kind = event.type
     page_type = event.page.type

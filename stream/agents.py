@@ -9,10 +9,9 @@ import os
 import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Awaitable, Iterator
+from typing import Iterator
 
 import orjson
-from aiokafka.errors import KafkaError
 
 from schemas.dead_letter import DeadLetter
 from stream import metrics
@@ -29,46 +28,18 @@ from stream.app import (
     runtime,
     sessions,
     settings,
+    visits,
 )
+from stream.delivery import deliver
 from stream.logs import collapse_repeats
 from stream.offsets import OffsetGuard
 from stream.pages import compact_json, observation, observed_stats, page_record
 from stream.persona_sync import snapshot
 from stream.sessions import Record
-from stream.state_table import Outgoing, read_states, write_states
+from stream.state_table import read_states, write_states
 
 log = logging.getLogger(__name__)
 order = OffsetGuard()
-
-
-async def publish(topic: str, key: bytes | None, value: bytes | None, partition: int | None = None) -> Awaitable:
-    """Hand one record to the producer; await the result to know the broker has it."""
-    return await app.producer.send(topic, key, value, partition, None, None)
-
-
-async def deliver(outgoing: list[Outgoing]) -> None:
-    """Produce every record and wait until the broker confirms all of them.
-
-    While the broker cannot be reached the records are sent again with exponential back-off (up to
-    30 s): one log line when delivery starts failing, one when it works again, and a metric per
-    retry. The batch stays unacknowledged meanwhile, so nothing is lost and nothing is skipped.
-    """
-    delay = 0.5
-    failing = False
-    while True:
-        try:
-            await asyncio.gather(*[await publish(*record) for record in outgoing])
-        except KafkaError as exc:
-            if not failing:
-                log.error("cannot deliver to Kafka (%r); retrying with back-off until it can", exc)
-                failing = True
-            metrics.DELIVERY_RETRIES.inc()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 30.0)
-            continue
-        if failing:
-            log.warning("delivery to Kafka works again")
-        return
 
 
 @contextmanager
@@ -172,9 +143,13 @@ async def sessionize(stream):
                 metrics.REWINDS.inc()
             records = [Record(m.key, m.value, m.topic, m.partition, m.offset) for m in messages]
             result = worker.processor.process(records, read_states(sessions))
-            outgoing = write_states(sessions, result.states, {e.message.partition: e for e in batch})
-            outgoing += [(personas.get_topic_name(), p.session_id.encode(), p.model_dump_json().encode(), None)
-                         for p in result.personas]
+            event_of_partition = {e.message.partition: e for e in batch}
+            outgoing = write_states(sessions, result.states, event_of_partition)
+            published = {p.session_id.encode(): p.model_dump_json().encode() for p in result.personas}
+            latest = {key: (partition, published.get(key)) for key, (partition, blob) in result.states.items()
+                      if key in published or blob is None}
+            outgoing += write_states(visits, latest, event_of_partition)
+            outgoing += [(personas.get_topic_name(), key, value, None) for key, value in published.items()]
             outgoing += [(dead_letters.get_topic_name(), None, letter.model_dump_json().encode(), None)
                          for letter in result.dead_letters]
             outgoing += [(page_observations.get_topic_name(), page_id.encode(), orjson.dumps(counts), None)

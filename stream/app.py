@@ -24,7 +24,7 @@ settings = config.current()
 app = faust.App(
     settings.app_id,
     origin="stream.app",
-    autodiscover=["stream.agents", "stream.views"],
+    autodiscover=["stream.agents", "stream.web.views"],
     broker=settings.broker,
     store=settings.store,
     datadir=str(settings.home / "worker"),
@@ -59,6 +59,9 @@ persona_model = _topic(persona_model_topic(settings), partitions=1)
 persona_learning = _topic(persona_learning_topic(settings), partitions=1)
 
 sessions = app.Table("sessions", partitions=settings.partitions, key_type=bytes, value_type=bytes)
+"""session id -> SessionState of its current (or last ended) visit."""
+visits = app.Table("visits", partitions=settings.partitions, key_type=bytes, value_type=bytes)
+"""session id -> the newest PersonaEvent published for it (JSON), for the visit lookup."""
 page_counters = app.Table("page-counters", partitions=settings.partitions, key_type=bytes, value_type=bytes)
 
 

@@ -284,6 +284,25 @@ def tail(as_json: bool = typer.Option(False, "--json", help="one JSON object per
     run(conf.bootstrap, conf.personas_topic, as_json, idle_exit, from_beginning)
 
 
+@cli.command("demo-site")
+def demo_site(port: int = typer.Option(8000, help="port of the demo shop"),
+              endpoint: str = typer.Option("http://127.0.0.1:6066", help="a worker's web URL: the tracker is "
+                                           "loaded from it and sends to it"),
+              host: str = typer.Option("127.0.0.1", help="interface to listen on"),
+              heartbeat: float = typer.Option(15.0, min=0.1, help="seconds between the tracker's dwell heartbeats"),
+              flush: float = typer.Option(5.0, min=0.1, help="seconds between the tracker's batch sends"),
+              poll: float = typer.Option(3.0, min=0.1, help="seconds between the banner's persona lookups")) -> None:
+    """Serve a small demo shop instrumented with the browser tracker; its banner shows the live persona."""
+    from stream.tools.demo_site import SiteConfig, endpoint_url, serve
+
+    try:
+        url = endpoint_url(endpoint)
+    except ValueError as exc:
+        fail(str(exc))
+    serve(SiteConfig(url, heartbeat_s=heartbeat, flush_s=flush, poll_s=poll), host=host, port=port,
+          log=console.print)
+
+
 @cli.command()
 def bench(events: int = typer.Option(1_000_000, help="events pre-loaded for the throughput runs"),
           quick: bool = typer.Option(False, "--quick", help="small sizes for a smoke run (about two minutes)"),
@@ -310,6 +329,31 @@ def bench(events: int = typer.Option(1_000_000, help="events pre-loaded for the 
         console.print(f"{'met' if target['met'] else '[red]not met[/]'}: {target['measure']} = {target['value']} "
                       f"(target {target['target']})")
     console.print(f"wrote {opts.out} and {opts.json_out}")
+
+
+@cli.command()
+def soak(minutes: float = typer.Option(10.0, help="measured minutes, after the warm-up"),
+         rate: float = typer.Option(1500.0, help="events/s produced, steadily"),
+         warmup_minutes: float = typer.Option(2.0, help="minutes of load before the measured window"),
+         out: Path = typer.Option(Path("BENCHMARKS.md"), help="Markdown report; only its soak section is replaced"),
+         json_out: Path = typer.Option(Path("soak.json"), "--json", help="the samples and results"),
+         png: Path = typer.Option(Path("docs/img/soak.png"), help="RSS, lag and throughput over time"),
+         session_gap: float = typer.Option(60.0, help="the worker's PERSONASTREAM_SESSION_GAP_S for the soak"),
+         session_retain: float = typer.Option(60.0, help="the worker's PERSONASTREAM_SESSION_RETAIN_S for the soak"),
+         csv: Path = typer.Option(DEFAULT_UCI, help="UCI Online Shoppers CSV; its first 1,000 rows are replayed"),
+         keep: bool = typer.Option(False, help="keep the temporary broker home and worker log")) -> None:
+    """Soak one worker on a fresh local broker: steady load for minutes; RSS growth and consumer lag."""
+    from bench.soak import Options, run
+
+    if not csv.is_file():
+        fail(f"{csv} does not exist")
+    opts = Options(csv=csv, out=out, json_out=json_out, png=png, command=" ".join(["personastream", *sys.argv[1:]]),
+                   minutes=minutes, rate=rate, warmup_minutes=warmup_minutes, session_gap_s=session_gap,
+                   session_retain_s=session_retain, keep=keep)
+    for target in run(opts, console)["targets"]:
+        console.print(f"{'met' if target['met'] else '[red]not met[/]'}: {target['measure']} = {target['value']} "
+                      f"(target {target['target']})")
+    console.print(f"wrote {opts.out} (soak section), {opts.json_out} and {opts.png}")
 
 
 @pages_cli.command("seed")

@@ -50,8 +50,16 @@ class Settings(BaseSettings):
     store: str = Field("memory://", description="Faust table store: memory:// or rocksdb:// "
                        "(needs the [rocksdb] extra)")
     web_port: int = Field(6066, ge=0, le=65535)
+    allowed_origins: str = Field("", description="comma-separated origins (https://shop.example) whose pages may "
+                                 "call the collector and the visit lookup from a browser; none by default")
+    collect_requests_per_s: float = Field(20.0, gt=0, description="requests per second one client may send to "
+                                          "/collect (bursts of 5 s), kept in memory only")
     kafka_port: int = Field(9092, ge=1, le=65535, description="port of the local development broker")
     kafka_version: str = "4.1.1"
+
+    @property
+    def origins(self) -> list[str]:
+        return [origin.strip().rstrip("/") for origin in self.allowed_origins.split(",") if origin.strip()]
 
     @property
     def bootstrap(self) -> str:

@@ -16,3 +16,5 @@ REWINDS = Counter("personastream_offset_rewinds_total",
 DELIVERY_RETRIES = Counter("personastream_delivery_retries_total",
                            "batches sent again because Kafka could not be reached")
 LOG_LINES_HELD = Counter("personastream_log_lines_held_total", "repeated Kafka client warnings and errors not logged")
+COLLECTED = Counter("personastream_collected_events_total", "events accepted by /collect and produced to Kafka")
+COLLECT_REFUSED = Counter("personastream_collect_refused_total", "requests /collect refused as a whole", ["status"])

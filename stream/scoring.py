@@ -51,7 +51,7 @@ class Scorer:
                 explained_score=state.explained if state.top else None,
                 recommended_action=recommend(assignment.name, band),
                 intent_model_version=self.intent.version, persona_model_version=assignment.version,
-                events_seen=state.events, page_views=state.page_views))
+                events_seen=state.events, page_views=state.page_views, bot=state.bot))
         return out
 
     def _explain(self, states: list[SessionState], rows: list[list[float]], scores: list[float],

@@ -156,7 +156,7 @@ class SessionProcessor:
             return
         fold(state, event, self.pages)
         state.partition, state.offset = record.partition, record.offset
-        if event.type == "page_view":
+        if event.type == "page_view" and not state.bot:
             self._observe(result, event.page.id, views=1, entrances=int(state.page_views == 1))
         touched[key] = (record.partition, state)
         opened = self._open.setdefault(record.partition, OrderedDict())
@@ -220,10 +220,13 @@ class SessionProcessor:
         result.page_observations.setdefault(page_id, Counter()).update(counts)
 
     def _close(self, state: SessionState, result: BatchResult) -> None:
-        """End a visit: the persona model learns it; its exit page (and bounce) feed page statistics."""
+        """End a visit: the persona model learns it; its exit page (and bounce) feed page statistics
+        (unless it is a bot's)."""
         state.closed = True
-        self.personas.learn(persona_features(state, state.intent))
         result.closed += 1
+        if state.bot:
+            return
+        self.personas.learn(persona_features(state, state.intent))
         if state.exit_page:
             self._observe(result, state.exit_page, exits=1, bounces=int(state.page_views == 1))
 
