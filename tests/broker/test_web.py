@@ -1,0 +1,106 @@
+"""The collector and the visit lookup on the workers' web ports, through a real broker and two workers."""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import orjson
+import pytest
+
+from tests.broker.harness import latest_by_session
+
+pytestmark = pytest.mark.kafka
+
+ORIGIN = "https://shop.example"
+
+
+def visit_events(sid: str, n: int, minute: int = 0) -> list[dict]:
+    return [{"type": "page_view" if i % 2 == 0 else "dwell", "event_id": f"{sid}-{i}", "session_id": sid,
+             "ts": f"2024-05-01T10:{minute + i:02d}:00Z", "page": {"id": f"p{i // 2}", "type": "product"},
+             **({"seconds": 12.0} if i % 2 else {})} for i in range(n)]
+
+
+def request(port: int, path: str, body: bytes | None = None, content_type: str = "application/json",
+            method: str | None = None, headers: dict | None = None) -> tuple[int, dict, bytes]:
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body, method=method,
+                                 headers={"Content-Type": content_type, **(headers or {})})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
+
+
+def test_collector_refuses_hostile_bodies_and_loses_no_valid_event_beside_them(pipeline):
+    pipeline.settings["PERSONASTREAM_ALLOWED_ORIGINS"] = ORIGIN
+    pipeline.cli("topics")
+    first, second = pipeline.start_worker(), pipeline.start_worker()
+    for worker in (first, second):
+        pipeline.status(worker)  # web servers up
+    valid = {f"tok{c}visit": visit_events(f"tok{c}visit", 6) for c in "ABCDEFGH"}
+    hostile = [
+        ("oversized", b"[" + b" " * (70 * 1024) + b"]", "application/json", 413),
+        ("wrong content type", orjson.dumps(valid["tokAvisit"]), "application/xml", 415),
+        ("10,000 tiny events", b"\n".join([b"{}"] * 10_000), "text/plain", 413),
+        ("invalid JSON", b"[{\"type\": ", "application/json", 400),
+    ]
+
+    def send_valid(sid: str) -> tuple[int, dict]:
+        body = b"\n".join(orjson.dumps(e) for e in valid[sid])
+        status, _, reply = request((first, second)[ord(sid[3]) % 2].web_port, "/collect", body, "text/plain")
+        return status, orjson.loads(reply)
+
+    def send_hostile(case) -> tuple[str, int, dict]:
+        name, body, content_type, _ = case
+        status, _, reply = request(first.web_port, "/collect", body, content_type)
+        return name, status, orjson.loads(reply)
+
+    with ThreadPoolExecutor(8) as pool:
+        valid_replies = list(pool.map(send_valid, valid))
+        hostile_replies = list(pool.map(send_hostile, hostile))
+    assert all(status == 202 and reply == {"accepted": 6, "rejected": []} for status, reply in valid_replies)
+    for (name, status, reply), (_, _, _, expected) in zip(hostile_replies, hostile):
+        assert status == expected and reply["error"], (name, status, reply)
+
+    email = [{**visit_events("x", 1)[0], "session_id": "jane.doe@example.com"}, *visit_events("tokMixed", 2)]
+    status, _, reply = request(second.web_port, "/collect", orjson.dumps(email))
+    reply = orjson.loads(reply)
+    assert status == 202 and reply["accepted"] == 2 and [r["index"] for r in reply["rejected"]] == [0]
+    assert "session_id" in reply["rejected"][0]["reason"] and "jane.doe" not in reply["rejected"][0]["reason"]
+
+    expected = {**{sid: 6 for sid in valid}, "tokMixed": 2}
+    values = pipeline.consume_until(pipeline.topic("personas"), lambda v: all(
+        latest_by_session(v).get(s, {}).get("events_seen") == n for s, n in expected.items()))
+    latest = latest_by_session(values)
+    letters = pipeline.consume_until(pipeline.topic("dlq"), lambda v: len(v) >= 1)
+    assert not any(b"jane.doe" in letter for letter in letters)
+
+    for sid, n in expected.items():  # any worker answers, and with the newest PersonaEvent published
+        answers = [orjson.loads(pipeline.web(worker, f"/visits/{sid}")) for worker in (first, second)]
+        assert answers[0] == answers[1] and answers[0]["events_seen"] == n
+        assert answers[0]["intent_score"] == latest[sid]["intent_score"]
+
+    assert request(first.web_port, "/visits/tokNeverSeen")[0] == 404
+    for bad in ("jane.doe%40example.com", "203.0.113.9", "415-555-0172"):
+        status, _, reply = request(second.web_port, f"/visits/{bad}")
+        assert status == 400 and orjson.loads(reply)["error"], bad
+
+
+def test_browsers_of_allowed_origins_only_may_call_the_collector(pipeline):
+    pipeline.settings["PERSONASTREAM_ALLOWED_ORIGINS"] = ORIGIN
+    pipeline.cli("topics")
+    worker = pipeline.start_worker()
+    pipeline.status(worker)
+    preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"}
+    status, headers, _ = request(worker.web_port, "/collect", method="OPTIONS", headers={"Origin": ORIGIN, **preflight})
+    assert status == 200 and headers.get("Access-Control-Allow-Origin") == ORIGIN
+    status, headers, _ = request(worker.web_port, "/collect", method="OPTIONS",
+                                 headers={"Origin": "https://evil.example", **preflight})
+    assert "Access-Control-Allow-Origin" not in headers
+    body = orjson.dumps(visit_events("tokCors", 1))
+    _, headers, _ = request(worker.web_port, "/collect", body, "text/plain", headers={"Origin": ORIGIN})
+    assert headers.get("Access-Control-Allow-Origin") == ORIGIN
+    _, headers, _ = request(worker.web_port, "/collect", body, "text/plain", headers={"Origin": "https://evil.example"})
+    assert "Access-Control-Allow-Origin" not in headers
