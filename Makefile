@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PS := $(BIN)/personastream
 
-.PHONY: demo test test-unit lint bench train evaluate schema kafka-jars clean
+.PHONY: demo demo-site test test-unit lint bench soak train evaluate schema kafka-jars chromium clean
 
 $(VENV): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,10 +15,19 @@ $(VENV): pyproject.toml
 kafka-jars: $(VENV)
 	$(PS) kafka fetch
 
+# Debian's Chromium and chromedriver for the browser test (tests/broker/test_browser.py); Selenium is
+# given their paths, so it never downloads a browser or a driver
+chromium:
+	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		(apt-get update && apt-get install -y chromium chromium-driver)
+
 demo: $(VENV) kafka-jars
 	$(BIN)/python -m stream.tools.demo
 
-test: $(VENV) kafka-jars
+demo-site: $(VENV) chromium
+	$(PS) demo-site
+
+test: $(VENV) kafka-jars chromium
 	$(BIN)/python -m pytest -q -rs
 
 test-unit: $(VENV)
@@ -29,6 +38,10 @@ lint: $(VENV)
 
 bench: $(VENV) kafka-jars
 	$(PS) bench
+	$(PS) bench-web
+
+soak: $(VENV) kafka-jars
+	$(PS) soak
 
 train: $(VENV)
 	$(PS) train

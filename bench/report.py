@@ -33,8 +33,35 @@ def write(r: Results, markdown: Path, json_file: Path) -> Results:
     r = {**r, "targets": targets(r)}
     json_file.parent.mkdir(parents=True, exist_ok=True)
     json_file.write_bytes(orjson.dumps(r, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
-    markdown.write_text(render(r, json_file))
+    markdown.write_text(render(r, json_file) + _kept_sections(markdown))
     return r
+
+
+KEPT = (("<!-- soak -->", "<!-- /soak -->"), ("<!-- web -->", "<!-- /web -->"))
+"""Marked sections of BENCHMARKS.md other commands write (``personastream soak``, ``bench-web``); a bench
+run keeps them."""
+
+
+def replace_section(markdown: Path, begin: str, end: str, section: str) -> None:
+    """Put ``section`` between the ``begin`` and ``end`` markers of ``markdown`` (appended if absent)."""
+    text = markdown.read_text() if markdown.exists() else ""
+    block = f"{begin}\n{section.strip()}\n{end}"
+    start, stop = text.find(begin), text.find(end)
+    if start >= 0 and stop > start:
+        text = text[:start] + block + text[stop + len(end):]
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    markdown.write_text(text)
+
+
+def _kept_sections(markdown: Path) -> str:
+    text = markdown.read_text() if markdown.exists() else ""
+    kept = []
+    for begin, end in KEPT:
+        start, stop = text.find(begin), text.find(end)
+        if start >= 0 and stop > start:
+            kept.append(text[start:stop + len(end)])
+    return "".join(f"\n{section}\n" for section in kept)
 
 
 def _row(*cells: object) -> str:

@@ -13,13 +13,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from stream.tools.broker import LocalBroker, free_port
 from stream.config import Settings
+from stream.tools.broker import LocalBroker, free_port
 from stream.topics import ensure_topics
 
 CLI = [sys.executable, "-c", "from stream.cli import main; main()"]
 ENV_FIELDS = ("broker", "app_id", "events_topic", "personas_topic", "dlq_topic", "pages_topic", "partitions",
-              "batch_window_s")
+              "batch_window_s", "session_gap_s", "session_retain_s", "collect_requests_per_s")
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM unwinds like Ctrl-C, so every ``finally`` stops what it started."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @contextmanager
@@ -40,6 +53,8 @@ class Rig:
     bootstrap: str
     home: Path
     workers: dict[int, subprocess.Popen] = field(default_factory=dict)
+    web_ports: dict[int, int] = field(default_factory=dict)
+    """worker index -> its Faust web port (/metrics, /status)."""
     started: int = 0
 
     def settings(self, run: str, events_topic: str, partitions: int = 4) -> Settings:
@@ -58,12 +73,33 @@ class Rig:
         env.update({f"PERSONASTREAM_{name.upper()}": str(getattr(conf, name)) for name in ENV_FIELDS})
         env["PERSONASTREAM_HOME"] = str(conf.home / f"w{index}")
         conf.home.mkdir(parents=True, exist_ok=True)
+        self.web_ports[index] = port = free_port()
         with open(self.log(index), "ab") as log:
-            process = subprocess.Popen([*CLI, "worker", "--web-port", str(free_port()), "-l", "warn"], env=env,
+            process = subprocess.Popen([*CLI, "worker", "--web-port", str(port), "-l", "warn"], env=env,
                                        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                        start_new_session=True)
         self.workers[index] = process
         return process
+
+    def start_collector(self, conf: Settings) -> tuple[subprocess.Popen, int]:
+        """A ``personastream collector`` process for ``conf``; stop it with :meth:`stop_process`."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PERSONASTREAM_")}
+        env.update({f"PERSONASTREAM_{name.upper()}": str(getattr(conf, name)) for name in ENV_FIELDS})
+        port = free_port()
+        with open(self.home / "collector.log", "ab") as log:
+            process = subprocess.Popen([*CLI, "collector", "--port", str(port)], env=env, stdout=log,
+                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        return process, port
+
+    @staticmethod
+    def stop_process(process: subprocess.Popen, timeout: float = 30.0) -> None:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
 
     def log(self, index: int) -> Path:
         return self.home / f"worker-{index}.log"
@@ -88,3 +124,4 @@ class Rig:
                 process.kill()
                 process.wait(10)
         self.workers.clear()
+        self.web_ports.clear()

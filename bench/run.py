@@ -6,23 +6,19 @@ import asyncio
 import os
 import platform
 import shutil
-import signal
 import tempfile
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib.metadata import version
 from pathlib import Path
-from typing import Iterator
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from bench import kafka, offline, report, spy, workload
-from bench.rig import Rig, local_broker
+from bench.rig import Rig, local_broker, sigterm_as_interrupt
 from stream.config import settings
-
 
 SHORT_WINDOW_S = 0.02
 """Batch window of the extra latency run (the worker's default is 0.1 s)."""
@@ -46,19 +42,6 @@ class Options:
 QUICK = {"events": 100_000, "latency_s": 8.0, "memory_sessions": 100_000, "offline_events": 10_000}
 
 
-@contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM unwinds like Ctrl-C, so every ``finally`` stops what it started."""
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def _progress(console: Console) -> Progress:
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     console=console)
@@ -69,7 +52,7 @@ def run(opts: Options, console: Console) -> report.Results:
     home = Path(tempfile.mkdtemp(prefix="personastream-bench-"))
     ok = False
     try:
-        with _sigterm_as_interrupt(), _progress(console) as progress:
+        with sigterm_as_interrupt(), _progress(console) as progress:
             results = _phases(opts, home, progress)
         ok = True
     finally:
@@ -79,7 +62,8 @@ def run(opts: Options, console: Console) -> report.Results:
             console.print(f"bench state and worker logs kept in {home}")
     results.update(command=opts.command, seconds=round(time.monotonic() - started, 1),
                    finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                   machine={"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+                   machine={"cpus": os.cpu_count(), "python": platform.python_version(),
+                            "platform": platform.platform()},
                    versions={p: version(p) for p in ("faust-streaming", "aiokafka", "lightgbm", "orjson", "pydantic")})
     return report.write(results, opts.out, opts.json_out)
 
@@ -131,7 +115,8 @@ def _through_kafka(opts: Options, rig: Rig, work: workload.Workload, expected, p
     one = rig.settings("w1", "bench.events", opts.partitions)
     rig.topics(one)
     r["preload"] = kafka.preload(rig.bootstrap, one.events_topic, work.records, phase("preloading events", total))
-    r["ceiling"] = asyncio.run(kafka.ceiling(rig.bootstrap, one.events_topic, total, phase("ceiling: plain consumer", total)))
+    r["ceiling"] = asyncio.run(kafka.ceiling(rig.bootstrap, one.events_topic, total,
+                                             phase("ceiling: plain consumer", total)))
 
     offered = work.records[:int(opts.rate * opts.latency_s)]
     raw = rig.settings("raw", "raw.events", opts.partitions)

@@ -136,6 +136,18 @@ def worker(broker: Optional[str] = BrokerOpt, home: Optional[Path] = HomeOpt,
 
 
 @cli.command()
+def collector(port: int = typer.Option(8080, help="HTTP port of POST /collect and GET /tracker.js"),
+              broker: Optional[str] = BrokerOpt) -> None:
+    """Serve only the HTTP collector (events in, produced to the events topic), apart from the workers."""
+    from stream.web.collector_server import serve
+
+    conf = _settings(broker=broker)
+    _ensure_topics(conf)
+    console.print(f"collector on http://127.0.0.1:{port}/collect -> {conf.events_topic}")
+    serve(conf, port)
+
+
+@cli.command()
 def schema(out: Path = typer.Option(Path("schemas/json"), help="directory for the JSON Schema files")) -> None:
     """Write JSON Schema for every event and output model, for producers in other languages."""
     from pydantic import TypeAdapter
@@ -300,7 +312,7 @@ def demo_site(port: int = typer.Option(8000, help="port of the demo shop"),
     except ValueError as exc:
         fail(str(exc))
     serve(SiteConfig(url, heartbeat_s=heartbeat, flush_s=flush, poll_s=poll), host=host, port=port,
-          log=console.print)
+          log=lambda message: console.print(message, soft_wrap=True))
 
 
 @cli.command()
@@ -331,6 +343,20 @@ def bench(events: int = typer.Option(1_000_000, help="events pre-loaded for the 
     console.print(f"wrote {opts.out} and {opts.json_out}")
 
 
+@cli.command("bench-web")
+def bench_web(csv: Path = typer.Option(DEFAULT_UCI, help="UCI Online Shoppers CSV replayed as visits"),
+              out: Path = typer.Option(Path("BENCHMARKS.md"), help="Markdown report; only its web section is replaced"),
+              json_out: Path = typer.Option(Path("benchmarks-web.json"), "--json", help="the JSON results")) -> None:
+    """Visit-lookup latency on 2 workers under load and collector throughput, on a fresh local broker."""
+    from bench.web import run
+
+    if not csv.is_file():
+        fail(f"{csv} does not exist")
+    results = run(csv, out, json_out, console.print)
+    console.print(f"lookup p50/p99 {results['lookup']['p50_ms']}/{results['lookup']['p99_ms']} ms; collector "
+                  f"{results['collector']['collector_process']['events_per_s']} ev/s; wrote {out} and {json_out}")
+
+
 @cli.command()
 def soak(minutes: float = typer.Option(10.0, help="measured minutes, after the warm-up"),
          rate: float = typer.Option(1500.0, help="events/s produced, steadily"),
@@ -354,6 +380,60 @@ def soak(minutes: float = typer.Option(10.0, help="measured minutes, after the w
         console.print(f"{'met' if target['met'] else '[red]not met[/]'}: {target['measure']} = {target['value']} "
                       f"(target {target['target']})")
     console.print(f"wrote {opts.out} (soak section), {opts.json_out} and {opts.png}")
+
+
+@cli.command()
+def actions(as_json: bool = typer.Option(False, "--json", help="a JSON list of {persona, band, action_id, text}")) -> None:
+    """Show the actions catalog in effect (PERSONASTREAM_ACTIONS): the candidate actions per persona and band."""
+    from rich.table import Table
+
+    from models.actions import ActionCatalog, CatalogError
+
+    conf = _settings()
+    try:
+        listing = ActionCatalog.load(conf.actions).listing()
+    except CatalogError as exc:
+        fail(str(exc))
+    if as_json:
+        typer.echo(orjson.dumps(listing, option=orjson.OPT_INDENT_2).decode())
+        return
+    table = Table(title=f"actions catalog {conf.actions} (the first of a persona and band is its default)")
+    for column in ("persona", "band", "action_id", "text"):
+        table.add_column(column)
+    for entry in listing:
+        table.add_row(entry["persona"], entry["band"] or "any", entry["action_id"], entry["text"])
+    Console().print(table)
+
+
+@cli.command()
+def simulate(visits: int = typer.Option(2000, min=1, help="UCI visits to replay"),
+             truth: Path = typer.Option(..., help="JSON {persona: {action_id: conversion multiplier}}"),
+             out: Path = typer.Option(Path("reports/simulation"), help="folder for simulation.json and the PNGs"),
+             csv: Optional[Path] = typer.Option(None, help=f"UCI CSV (default {DEFAULT_UCI} if present, else the "
+                                                "sample)"),
+             wave_size: int = typer.Option(60, min=1, help="visits per wave (between two learning steps)"),
+             seed: int = typer.Option(7, help="seed of the row draw and of the purchases"),
+             broker: Optional[str] = BrokerOpt) -> None:
+    """Closed loop against running workers: replay visits, buy with probability min(1, intent × truth), measure."""
+    from models.actions import CatalogError
+    from stream.tools.simulate import Options, load_truth, simulate as run
+
+    conf = _settings(broker=broker)
+    csv = csv or (DEFAULT_UCI if DEFAULT_UCI.is_file() else Path("data/sample/online_shoppers_sample.csv"))
+    try:
+        load_truth(truth)
+    except (OSError, ValueError) as exc:
+        fail(f"truth file: {exc}")
+    frame = _read_uci(csv)
+    _ensure_topics(conf)
+    try:
+        summary = asyncio.run(run(conf, Options(truth=truth, out=out, csv=csv, visits=visits, wave_size=wave_size,
+                                                seed=seed), frame, log=console.print))
+    except (CatalogError, TimeoutError) as exc:
+        fail(str(exc))
+    console.print_json(orjson.dumps({k: summary[k] for k in ("holdout_share", "conversion", "holdout_lift", "ipw",
+                                                             "regret", "rewards")}).decode())
+    console.print(f"wrote {out / 'simulation.json'} and {', '.join(summary['plots'])}")
 
 
 @pages_cli.command("seed")

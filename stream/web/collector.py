@@ -16,13 +16,17 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 
 import orjson
+from aiohttp.web import Request
 
 from schemas.dead_letter import DeadLetter
 from schemas.events import EventError, parse_event
-from stream.web.useragent import ClientDevice
+from stream.web.useragent import ClientDevice, client_device
 
+TRACKER = Path(__file__).parent / "static" / "tracker.js"
+"""The browser tracker, served at ``/tracker.js``."""
 MAX_BODY_BYTES = 64 * 1024
 MAX_EVENTS = 500
 CONTENT_TYPES = ("application/json", "application/x-ndjson", "text/plain")
@@ -91,6 +95,23 @@ def collect(items: list[object], device: ClientDevice, source: str = "collector"
             continue
         out.accepted.append((event.session_id.encode(), event.model_dump_json().encode()))
     return out
+
+
+async def receive(request: Request, limiter: "RateLimiter") -> Collected:
+    """The events of one ``POST /collect``, validated; :class:`BodyError` for a request refused as a whole
+    (rate limit, size, content type, body)."""
+    if not limiter.allow(request.remote or ""):
+        raise BodyError(429, "too many requests from this client")
+    if (request.content_length or 0) > MAX_BODY_BYTES:
+        raise BodyError(413, f"body larger than {MAX_BODY_BYTES} bytes")
+    body = await request.content.read(MAX_BODY_BYTES + 1)
+    items = split_body(body, request.headers.get("Content-Type", ""))
+    return collect(items, client_device(request.headers.get("User-Agent")))
+
+
+def reply(result: Collected) -> dict:
+    """The 202 body: how many events were accepted, and why the others were not."""
+    return {"accepted": len(result.accepted), "rejected": result.rejected}
 
 
 def _with_device(item: dict, device: ClientDevice) -> dict:

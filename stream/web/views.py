@@ -3,10 +3,8 @@ tracker script, Prometheus metrics and status. Found by autodiscovery."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from faust.web import Request, Response, View
 from faust.types.web import ResourceOptions
+from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from schemas.privacy import opaque_problem
@@ -14,10 +12,7 @@ from stream import metrics
 from stream.app import app, dead_letters, events, runtime, settings, visits
 from stream.delivery import deliver
 from stream.state_table import read_states
-from stream.web.collector import MAX_BODY_BYTES, BodyError, RateLimiter, collect, split_body
-from stream.web.useragent import client_device
-
-TRACKER = Path(__file__).parent / "static" / "tracker.js"
+from stream.web.collector import TRACKER, BodyError, RateLimiter, receive, reply
 
 CORS = {origin: ResourceOptions(allow_credentials=False, expose_headers=(), allow_headers=("Content-Type",),
                                 max_age=600, allow_methods=("GET", "POST")) for origin in settings.origins}
@@ -59,24 +54,17 @@ class Collect(View):
     limiter = RateLimiter(per_s=settings.collect_requests_per_s, burst=5 * settings.collect_requests_per_s)
 
     async def post(self, request: Request) -> Response:
-        if not self.limiter.allow(request.remote or ""):
-            metrics.COLLECT_REFUSED.labels("429").inc()
-            return self.json({"error": "too many requests from this client"}, status=429)
         try:
-            if (request.content_length or 0) > MAX_BODY_BYTES:
-                raise BodyError(413, f"body larger than {MAX_BODY_BYTES} bytes")
-            body = await request.content.read(MAX_BODY_BYTES + 1)
-            items = split_body(body, request.headers.get("Content-Type", ""))
+            result = await receive(request, self.limiter)
         except BodyError as exc:
             metrics.COLLECT_REFUSED.labels(str(exc.status)).inc()
             return self.json({"error": exc.reason}, status=exc.status)
-        result = collect(items, client_device(request.headers.get("User-Agent")))
         await deliver([(events.get_topic_name(), key, value, None) for key, value in result.accepted]
                       + [(dead_letters.get_topic_name(), None, letter.model_dump_json().encode(), None)
                          for letter in result.dead_letters])
         metrics.COLLECTED.inc(len(result.accepted))
         metrics.DEAD_LETTERS.inc(len(result.dead_letters))
-        return self.json({"accepted": len(result.accepted), "rejected": result.rejected}, status=202)
+        return self.json(reply(result), status=202)
 
 
 @app.page("/visits/{session_id}", cors_options=CORS)
