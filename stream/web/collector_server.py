@@ -22,6 +22,8 @@ def build(conf: Settings) -> web.Application:
     async def producer(app: web.Application):
         app["producer"] = AIOKafkaProducer(bootstrap_servers=conf.bootstrap, linger_ms=5, acks="all")
         await app["producer"].start()
+        for topic in (conf.events_topic, conf.dlq_topic):  # tracked for metadata refreshes (see stream.delivery)
+            await app["producer"].client.add_topic(topic)
         yield
         await app["producer"].stop()
 

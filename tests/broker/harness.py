@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.partitioner import murmur2
 
 from stream.tools.broker import free_port
 from stream.kafka_io import poll_topic
@@ -152,6 +154,161 @@ class Pipeline:
             return values
 
         return asyncio.run(read())
+
+    def produce_located(self, topic: str, records: list[tuple]) -> list[tuple[int, int]]:
+        """Send ``(key, value)`` or ``(key, value, partition)`` records in order, each confirmed;
+        return the ``(partition, offset)`` each record got, in the same order."""
+
+        async def send() -> list[tuple[int, int]]:
+            producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, max_request_size=4 * 1024 * 1024,
+                                        acks="all", enable_idempotence=True)
+            await producer.start()
+            try:
+                pending = []
+                for record in records:
+                    key, value, partition = (*record, None)[:3]
+                    pending.append(await producer.send(topic, value, key=key, partition=partition))
+                await producer.flush()
+                return [((meta := await future).partition, meta.offset) for future in pending]
+            finally:
+                await producer.stop()
+
+        return asyncio.run(send())
+
+    def read_records(self, topic: str) -> list:
+        """Every record (key, value, partition, offset, ...) of every partition of ``topic``, from the
+        beginning to the end offsets at the time of the call, in partition then offset order."""
+
+        async def read() -> list:
+            consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
+                                        max_partition_fetch_bytes=8 * 1024 * 1024)
+            await consumer.start()
+            try:
+                partitions = [TopicPartition(topic, p) for p in sorted(await _partitions(consumer, topic))]
+                consumer.assign(partitions)
+                await consumer.seek_to_beginning(*partitions)
+                end = await consumer.end_offsets(partitions)
+                out = {tp: [] for tp in partitions}
+                deadline = time.monotonic() + 60
+                while [tp for tp in partitions if await consumer.position(tp) < end[tp]]:
+                    if time.monotonic() > deadline:
+                        raise AssertionError(f"could not read {topic} to its end offsets {end}")
+                    for tp, batch in (await consumer.getmany(timeout_ms=500, max_records=10000)).items():
+                        out[tp].extend(r for r in batch if r.offset < end[tp])
+                return [r for tp in partitions for r in out[tp]]
+            finally:
+                await consumer.stop()
+
+        return asyncio.run(read())
+
+    def broker_topics(self) -> list[str]:
+        """Every topic on the broker (other tests' topics included)."""
+
+        async def names() -> list[str]:
+            admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+            await admin.start()
+            try:
+                return sorted(await admin.list_topics())
+            finally:
+                await admin.close()
+
+        return asyncio.run(names())
+
+    def lag(self, topic: str, group: str | None = None) -> dict[int, int]:
+        """partition -> end offset minus the offset committed by the app's consumer group (``group``)."""
+
+        async def compute() -> dict[int, int]:
+            group_id = group or self.env["PERSONASTREAM_APP_ID"]
+            admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+            consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False)
+            await admin.start()
+            await consumer.start()
+            try:
+                partitions = [TopicPartition(topic, p) for p in sorted(await _partitions(consumer, topic))]
+                end = await consumer.end_offsets(partitions)
+                committed = await admin.list_consumer_group_offsets(group_id, partitions=partitions)
+                return {tp.partition: end[tp] - max(committed[tp].offset, 0) if tp in committed else end[tp]
+                        for tp in partitions}
+            finally:
+                await consumer.stop()
+                await admin.close()
+
+        return asyncio.run(compute())
+
+    def metric(self, process: subprocess.Popen, name: str) -> float:
+        """The value of one unlabelled Prometheus sample of a worker's /metrics (0 if absent)."""
+        for line in self.web(process, "/metrics").decode().splitlines():
+            if line.startswith(name + " ") or line.startswith(name + "{}"):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    def agent_crashes(self) -> list[str]:
+        """Log lines of agents or tasks that crashed inside a worker that is still running (Faust logs
+        ``Crashed reason=...`` and keeps the process up, so check_workers does not see it)."""
+        lines = []
+        for index in range(len(self.workers)):
+            lines += [f"worker {index}: {line}" for line in self.worker_log(index).splitlines()
+                      if "Crashed reason=" in line]
+        return lines
+
+    def diagnose(self, process: subprocess.Popen) -> str:
+        """For a failure message: the worker's personastream metrics, the lag of the events topic and the
+        Python stacks of the worker (py-spy, if installed)."""
+        parts = []
+        try:
+            parts.append(f"events lag by partition: {self.lag(self.topic('events'))}")
+        except Exception as exc:  # noqa: BLE001 - diagnostics only
+            parts.append(f"lag unavailable: {exc!r}")
+        if process.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{process.web_port}/metrics", timeout=5) as response:
+                    parts += [line for line in response.read().decode().splitlines()
+                              if line.startswith("personastream_") and "_bucket" not in line]
+            except OSError as exc:
+                parts.append(f"/metrics unavailable: {exc!r}")
+            spy = Path(sys.executable).with_name("py-spy")
+            if spy.exists():
+                dump = subprocess.run([str(spy), "dump", "--pid", str(process.pid)], capture_output=True, text=True,
+                                      timeout=60)
+                parts.append(f"py-spy dump of worker {process.pid}:\n{dump.stdout[-8000:]}{dump.stderr[-500:]}")
+        return "\n".join(parts)
+
+    def kill_worker(self, process: subprocess.Popen) -> None:
+        """SIGKILL a worker (no clean shutdown) and mark it stopped, so check_workers accepts its exit."""
+        process.stopped = True
+        if process.poll() is None:
+            process.kill()
+        process.wait(30)
+
+
+async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
+    cluster = await consumer._client.fetch_all_metadata()
+    numbers = cluster.partitions_for_topic(topic)
+    if not numbers:
+        raise AssertionError(f"topic {topic} does not exist")
+    return set(numbers)
+
+
+def partition_of(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner gives ``key`` (murmur2, as the Java client does)."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def key_on_partition(prefix: str, partition: int, partitions: int) -> str:
+    """The first ``<prefix>-<i>`` that the default partitioner sends to ``partition``."""
+    i = 0
+    while partition_of(f"{prefix}-{i}".encode(), partitions) != partition:
+        i += 1
+    return f"{prefix}-{i}"
+
+
+def last_by_session(records) -> dict[str, dict]:
+    """The newest PersonaEvent per session: the last one (by offset) of its key in its partition."""
+    last: dict[str, dict] = {}
+    for record in sorted(records, key=lambda r: (r.partition, r.offset)):
+        event = orjson.loads(record.value)
+        last[event["session_id"]] = event
+    return last
 
 
 def latest_by_session(values: list[bytes]) -> dict[str, dict]:
