@@ -28,8 +28,9 @@ PageLookup = Callable[[str], tuple[float, float, float]]
 """page id -> (bounce rate, exit rate, page value)."""
 
 DEDUP_IDS = 1024
-"""Event ids a visit remembers for de-duplication: an exact re-send is dropped when its original is
-among the visit's last ``DEDUP_IDS`` events (Kafka re-deliveries are caught by offset regardless)."""
+"""Event ids a session remembers for de-duplication: an exact re-send is dropped when its original is
+among the session's last ``DEDUP_IDS`` events, also after its visit ended (Kafka re-deliveries are
+caught by offset regardless)."""
 
 
 @dataclass(slots=True)
@@ -71,6 +72,12 @@ class SessionState:
     """[feature, log-odds contribution] of the features that contributed most to ``explained``."""
     recent_ids: list[int] = field(default_factory=list)
     """56-bit digests of the event ids of the visit's last :data:`DEDUP_IDS` events."""
+    decision: list = field(default_factory=list)
+    """The visit's current action decision, sticky while its persona and band stay:
+    [number in the visit, persona, band, action_id, policy, propensity] (see :mod:`models.bandit`)."""
+    unrewarded: list[list] = field(default_factory=list)
+    """[persona, band, action_id, policy] of the visit's decisions not rewarded yet: 1 at its next
+    purchase, 0 when it ends."""
 
     def to_bytes(self) -> bytes:
         # a right-sized copy: orjson's own result keeps its larger output buffer resident (~4 KB per
@@ -90,7 +97,8 @@ def _epoch(ts: datetime) -> float:
 
 
 def start_visit(state: SessionState | None, event: Event) -> SessionState:
-    """A fresh visit whose context (device, source, visitor type) comes from its first event."""
+    """A fresh visit whose context (device, source, visitor type) comes from its first event; it keeps
+    the session's recent event ids, so a re-send of an earlier visit's event is still a duplicate."""
     return SessionState(
         visit=0 if state is None else state.visit + 1,
         start_ts=_epoch(event.ts),
@@ -101,6 +109,7 @@ def start_visit(state: SessionState | None, event: Event) -> SessionState:
         traffic_source=event.traffic_source,
         visitor_type=event.visitor_type.value,
         bot=event.bot,
+        recent_ids=[] if state is None else list(state.recent_ids),
     )
 
 

@@ -13,6 +13,7 @@ from typing import Iterator
 
 import orjson
 
+from models.bandit import Handover
 from schemas.dead_letter import DeadLetter
 from stream import metrics
 from stream.app import (
@@ -30,11 +31,11 @@ from stream.app import (
     settings,
     visits,
 )
-from stream.delivery import deliver
+from stream.delivery import deliver, track
 from stream.logs import collapse_repeats
 from stream.offsets import OffsetGuard
 from stream.pages import compact_json, observation, observed_stats, page_record
-from stream.persona_sync import snapshot
+from stream.persona_sync import BANDIT_KEY, PERSONA_KEY, snapshot
 from stream.sessions import Record
 from stream.state_table import read_states, write_states
 
@@ -68,6 +69,15 @@ async def forget_revoked(app, revoked, **kwargs) -> None:
 async def forget_assigned(app, assigned, **kwargs) -> None:
     order.forget(assigned)
     reindex.set()
+    await track_output_topics()
+
+
+async def track_output_topics() -> None:
+    """Keep metadata of every topic this worker writes (the visit lookup routes by the visits changelog);
+    called once topics and changelogs exist, so no metadata request can create one."""
+    written = (personas, dead_letters, page_observations, pages, persona_learning, persona_model)
+    changelogs = (sessions, visits, page_counters)
+    await track({t.get_topic_name() for t in written} | {t.changelog_topic.get_topic_name() for t in changelogs})
 
 
 reindex = asyncio.Event()
@@ -95,29 +105,40 @@ async def load_persona_model() -> None:
 
 @app.timer(settings.persona_sync_s)
 async def hand_over_persona_learning() -> None:
-    """Send what this worker's persona learner learned to the merging worker."""
-    blobs = runtime().personas.take_learning()
-    await deliver([(persona_learning.get_topic_name(), None, blob, None) for blob in blobs])
-    metrics.PERSONA_HANDOVERS.inc(len(blobs))
+    """Send what this worker's persona learner and action rewards learned to the merging worker."""
+    shared = runtime().personas
+    records = [(persona_learning.get_topic_name(), None, blob, None) for blob in shared.take_learning()]
+    metrics.PERSONA_HANDOVERS.inc(len(records))
+    rewards = shared.take_rewards()
+    if rewards is not None:
+        records.append((persona_learning.get_topic_name(), BANDIT_KEY, rewards, None))
+    await deliver(records)
 
 
 @app.agent(persona_learning)
 async def merge_persona_learning(stream):
     """On the worker that owns the learning topic's only partition: absorb every worker's learning
-    into the next shared persona model and publish it to the compacted model topic."""
+    into the next shared persona model and action posteriors, and publish them to the compacted model topic."""
     shared = runtime().personas
-    async for blobs in stream.take(1000, within=settings.persona_sync_s):
+    async for batch in stream.take_events(1000, within=settings.persona_sync_s):
         await runtime().persona_feed.ready.wait()
-        learners = []
-        for blob in blobs:
+        learners, handovers = [], []
+        for event in batch:
             try:
-                learners.append(snapshot(blob))
+                if event.message.key == BANDIT_KEY:
+                    handovers.append(Handover.from_bytes(event.message.value))
+                else:
+                    learners.append(snapshot(event.message.value))
             except ValueError as exc:
-                log.warning("skipping a bad persona learning record: %s", exc)
+                log.warning("skipping a bad learning record: %s", exc)
+        outgoing = []
         if learners:
-            merged = shared.absorb(learners)
-            await deliver([(persona_model.get_topic_name(), b"persona", merged.to_bytes(), None)])
+            outgoing.append((persona_model.get_topic_name(), PERSONA_KEY, shared.absorb(learners).to_bytes(), None))
             metrics.PERSONA_MERGES.inc()
+        if handovers:
+            outgoing.append((persona_model.get_topic_name(), BANDIT_KEY, shared.absorb_rewards(handovers).to_bytes(),
+                             None))
+        await deliver(outgoing)
 
 
 @app.agent(events)

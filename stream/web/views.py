@@ -74,8 +74,11 @@ class Visit(View):
     async def get(self, request: Request, session_id: str) -> Response:
         problem = opaque_problem(session_id, 128)
         if problem:
-            return self.json({"error": f"session_id {problem}"}, status=400)
-        return await self.lookup(request, session_id=session_id)
+            return self.json({"error": f"session_id must be {problem}"}, status=400)
+        try:
+            return await self.lookup(request, session_id=session_id)
+        except TypeError:  # the producer has no metadata of the visits changelog yet (worker starting)
+            return self.json({"error": "the worker is starting; try again"}, status=503, headers={"Retry-After": "1"})
 
     @app.table_route(table=visits, match_info="session_id")
     async def lookup(self, request: Request, session_id: str) -> Response:

@@ -281,3 +281,13 @@ def test_a_bot_visit_is_published_as_such_but_neither_learned_nor_counted_in_pag
     ended = run(proc, records(visit("human", 45, 1)), states)  # 45 minutes on: the bot's visit ends
     assert ended.closed == 1 and proc.personas.learner.learned == 0
     assert "p2" not in ended.page_observations  # the bot's exit page is not counted
+
+
+def test_a_resend_after_the_visit_ended_is_still_a_duplicate(intent):
+    proc, states = processor(intent, gap_s=1800), {}
+    events = visit("late", 0, 3)
+    run(proc, records(events), states)
+    assert run(proc, records(visit("tick", 45, 1)), states).closed == 1
+    again = run(proc, records([events[1]]), states)
+    assert again.duplicates == 1 and again.personas == []
+    assert SessionState.from_bytes(states[b"late"]).visit == 0

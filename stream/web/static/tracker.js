@@ -20,7 +20,7 @@
   "use strict";
 
   var TOKEN_KEY = "personastream.visit";
-  var REFUSED_KEY = "personastream.refused";
+  var CONSENT_KEY = "personastream.consent";  // "yes" / "no" for the rest of the tab's visit
   var LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
   var PAGE_TYPES = ["home", "category", "product", "search", "cart", "checkout", "account", "info", "other"];
   var FIELDS = {  // what track() may send per event type; anything else is dropped
@@ -49,7 +49,8 @@
   var pollMs = seconds(config.pollSeconds || data.pollSeconds, 3);
   var pollIdleMs = seconds(config.pollIdleSeconds || data.pollIdleSeconds, 60);
 
-  var consented = read(REFUSED_KEY) !== "1" && config.consent !== false && data.consent !== "false";
+  var decided = read(CONSENT_KEY);
+  var consented = decided === "yes" || (decided !== "no" && config.consent !== false && data.consent !== "false");
   var token = consented ? visit() : null;
   var queue = [];
   var pageViewSent = false;
@@ -297,10 +298,10 @@
         lastText = "";
         stop();
         write(TOKEN_KEY, null);
-        write(REFUSED_KEY, "1");  // for the rest of this tab's visit; not an identifier
+        write(CONSENT_KEY, "no");  // for the rest of this tab's visit; not an identifier
       } else if (!consented) {
         consented = true;
-        write(REFUSED_KEY, null);
+        write(CONSENT_KEY, "yes");
         token = visit();
         if (!pageViewSent) pageView();
         shown();
