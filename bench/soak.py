@@ -55,8 +55,7 @@ from aiokafka.errors import KafkaError
 from rich.console import Console
 
 from bench import workload
-from bench.rig import Rig, local_broker
-from bench.run import _sigterm_as_interrupt
+from bench.rig import Rig, local_broker, sigterm_as_interrupt
 from models.training.uci import read_uci, sessions
 from stream.config import Settings
 from stream.pages import page_record
@@ -435,7 +434,7 @@ def run(opts: Options, console: Console) -> dict:
     home = Path(tempfile.mkdtemp(prefix="personastream-soak-"))
     ok = False
     try:
-        with _sigterm_as_interrupt():
+        with sigterm_as_interrupt():
             frame = read_uci(opts.csv).head(opts.uci_rows) if opts.uci_rows else None
             stream = VisitStream(frame, random.Random(opts.seed), opts.concurrent, opts.uci_share)
             with local_broker(home / "broker") as bootstrap:
@@ -606,7 +605,7 @@ def plot(r: dict, png: Path) -> None:
                  label="sessions-table keys (changelog)")
     keys_ax.set_ylabel("sessions-table keys (thousands)", color="C2")
     lines = ax_rss.get_legend_handles_labels()[0] + keys_ax.get_legend_handles_labels()[0]
-    ax_rss.legend(lines, [ln.get_label() for ln in lines], loc="upper left", fontsize=8)
+    ax_rss.legend(lines, [ln.get_label() for ln in lines], loc="lower right", fontsize=8)
     ax_rss.set_title(f"soak: {r['workload']['rate']:.0f} ev/s offered, one worker — RSS "
                      f"{r['rss']['warmup_end_mb']:.0f} → {r['rss']['end_mb']:.0f} MB ({r['rss']['growth_pct']:+.1f} %)")
     for i, topic in enumerate(r["lag"]):
@@ -614,7 +613,7 @@ def plot(r: dict, png: Path) -> None:
                     label=f"{topic} (slope {r['lag'][topic]['slope_per_min']:+.1f}/min)")
     ax_lag.set_yscale("symlog", linthresh=10)
     ax_lag.set_ylabel("consumer-group lag (records)")
-    ax_lag.legend(loc="upper left", fontsize=8)
+    ax_lag.legend(loc="center left", fontsize=8)
     mid = (t[1:] + t[:-1]) / 2
     dt = np.diff([s["t_s"] for s in samples])
     events_topic = next(topic for topic, v in r["lag"].items() if not v["internal"])
