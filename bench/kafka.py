@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import time
-from pathlib import Path
 from collections import Counter
+from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 import orjson

@@ -17,10 +17,10 @@ import numpy as np
 
 from models.features import SessionState, session_features
 from models.intent import IntentModel
-from stream.pages import PageTable
-from stream.tools.replay import Outgoing
 from stream.config import settings
+from stream.pages import PageTable
 from stream.sessions import Record, SessionProcessor
+from stream.tools.replay import Outgoing
 
 BATCH = 500
 """Events per batch, as the worker's default ``PERSONASTREAM_BATCH_SIZE``."""
