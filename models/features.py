@@ -8,6 +8,7 @@ functions, so a feature the stream cannot compute does not exist.
 from __future__ import annotations
 
 import math
+from base64 import b64decode, b64encode
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from hashlib import blake2b
@@ -28,6 +29,7 @@ PageLookup = Callable[[str], tuple[float, float, float]]
 """page id -> (bounce rate, exit rate, page value)."""
 
 DEDUP_IDS = 1024
+DIGEST_BYTES = 7
 """Event ids a session remembers for de-duplication: an exact re-send is dropped when its original is
 among the session's last ``DEDUP_IDS`` events, also after its visit ended (Kafka re-deliveries are
 caught by offset regardless)."""
@@ -70,8 +72,9 @@ class SessionState:
     """The intent score ``top`` explains (-1: not explained yet)."""
     top: list[list] = field(default_factory=list)
     """[feature, log-odds contribution] of the features that contributed most to ``explained``."""
-    recent_ids: list[int] = field(default_factory=list)
-    """56-bit digests of the event ids of the visit's last :data:`DEDUP_IDS` events."""
+    recent_ids: bytes = b""
+    """7-byte digests of the event ids of the session's last :data:`DEDUP_IDS` events, concatenated
+    (stored as base64: about 9 bytes an event)."""
     decision: list = field(default_factory=list)
     """The visit's current action decision, sticky while its persona and band stay:
     [number in the visit, persona, band, action_id, policy, propensity] (see :mod:`models.bandit`)."""
@@ -82,14 +85,19 @@ class SessionState:
     def to_bytes(self) -> bytes:
         # a right-sized copy: orjson's own result keeps its larger output buffer resident (~4 KB per
         # blob in a table of 1M sessions, against ~0.5 KB copied; see BENCHMARKS.md)
-        return bytes(memoryview(orjson.dumps(_state_values(self))))
+        values = list(_state_values(self))
+        values[_RECENT_IDS] = b64encode(self.recent_ids).decode()
+        return bytes(memoryview(orjson.dumps(values)))
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> "SessionState":
-        return cls(*orjson.loads(raw))
+        values = orjson.loads(raw)
+        values[_RECENT_IDS] = b64decode(values[_RECENT_IDS])
+        return cls(*values)
 
 
 _state_values = attrgetter(*(f.name for f in fields(SessionState)))
+_RECENT_IDS = [f.name for f in fields(SessionState)].index("recent_ids")
 
 
 def _epoch(ts: datetime) -> float:
@@ -109,7 +117,7 @@ def start_visit(state: SessionState | None, event: Event) -> SessionState:
         traffic_source=event.traffic_source,
         visitor_type=event.visitor_type.value,
         bot=event.bot,
-        recent_ids=[] if state is None else list(state.recent_ids),
+        recent_ids=b"" if state is None else state.recent_ids,
     )
 
 
@@ -143,13 +151,15 @@ def fold(state: SessionState, event: Event, pages: PageLookup) -> None:
 
 
 def is_duplicate(state: SessionState, event_id: str) -> bool:
-    """True if ``event_id`` was among this visit's last :data:`DEDUP_IDS` events; remembers it otherwise."""
-    digest = int.from_bytes(blake2b(event_id.encode(), digest_size=7).digest(), "big")
-    if digest in state.recent_ids:
-        return True
-    state.recent_ids.append(digest)
-    if len(state.recent_ids) > DEDUP_IDS:
-        del state.recent_ids[0]
+    """True if ``event_id`` was among this session's last :data:`DEDUP_IDS` events; remembers it otherwise."""
+    digest = blake2b(event_id.encode(), digest_size=DIGEST_BYTES).digest()
+    seen = state.recent_ids
+    at = seen.find(digest)
+    while at >= 0:
+        if at % DIGEST_BYTES == 0:
+            return True
+        at = seen.find(digest, at + 1)  # matched across two digests: look further
+    state.recent_ids = (seen + digest)[-DEDUP_IDS * DIGEST_BYTES:]
     return False
 
 

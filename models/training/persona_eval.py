@@ -41,7 +41,7 @@ def final_states(frame: pd.DataFrame) -> list[SessionState]:
     out = []
     for session in sessions(frame):
         *_, (_, state) = fold_session(session)
-        out.append(replace(state, recent_ids=[]))
+        out.append(replace(state, recent_ids=b""))
     return out
 
 

@@ -99,7 +99,7 @@ def replay_session(session) -> dict[int, SessionState]:
     for i, (_, state) in enumerate(fold_session(session)):
         closes_page = i + 1 == len(events) or events[i + 1]["type"] == "page_view"
         if closes_page and state.page_views in needed:
-            kept[state.page_views] = replace(state, recent_ids=[])
+            kept[state.page_views] = replace(state, recent_ids=b"")
     return kept
 
 

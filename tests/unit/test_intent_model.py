@@ -242,7 +242,7 @@ def test_prefix_states_are_the_state_before_the_next_page_view(sample_frame):
         views = [i for i, e in enumerate(session.events) if e["type"] == "page_view"]
         n = len(views)
         assert max(kept) == n
-        states = [replace(s, recent_ids=[]) for _, s in fold_session(session)]
+        states = [replace(s, recent_ids=b"") for _, s in fold_session(session)]
         for k, state in kept.items():
             end = views[k] if k < n else len(session.events)   # index of the (k+1)-th page view
             assert state == states[end - 1], (session.session_id, k)
