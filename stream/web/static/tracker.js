@@ -163,15 +163,27 @@
     if (secs >= 0.1) send("dwell", {seconds: Math.min(3600, secs)}, true);
   }
 
+  function send_batch(url, body) {
+    fetch(url, {method: "POST", body: body, headers: {"Content-Type": "text/plain"}, keepalive: true,
+                credentials: "omit", mode: "cors"})
+      .then(function (response) { if (response.status === 429 || response.status === 503) requeue(body); })
+      .catch(function () { requeue(body); });
+  }
+
+  function requeue(body) {
+    if (!consented || queue.length > 500) return;  // consent withdrawn, or the collector is gone: drop
+    queue.unshift.apply(queue, JSON.parse(body));
+  }
+
   function flush(beacon) {
     if (!endpoint) return;
     while (queue.length) {
       var body = JSON.stringify(queue.splice(0, BATCH)), url = endpoint + "/collect";
       if (beacon && navigator.sendBeacon && navigator.sendBeacon(url, new Blob([body], {type: "text/plain"}))) continue;
       if (window.fetch) {
-        // text/plain keeps this a "simple" CORS request (no preflight); at most once: no retries
-        fetch(url, {method: "POST", body: body, headers: {"Content-Type": "text/plain"}, keepalive: true,
-                    credentials: "omit", mode: "cors"}).catch(function () {});
+        // text/plain keeps this a "simple" CORS request (no preflight). Refused for now (429, 503) or not
+        // sent (network): the events go back to the queue for the next flush; other answers are final.
+        send_batch(url, body);
       }
     }
   }
