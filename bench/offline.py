@@ -78,7 +78,8 @@ class TimedIntent:
         return self._timed("contributions", rows, top)
 
 
-def processor_rate(intent: IntentModel, catalog, records: Sequence[Outgoing]) -> tuple[dict, TimedIntent, list[SessionState]]:
+def processor_rate(intent: IntentModel, catalog,
+                   records: Sequence[Outgoing]) -> tuple[dict, TimedIntent, list[SessionState]]:
     """Events/s of ``SessionProcessor.process`` alone, its timed scoring calls and the final states."""
     timed = TimedIntent(intent)
     work = batches(records)
@@ -168,7 +169,8 @@ def memory_store(templates: Sequence[SessionState], n: int, compact: bool = Fals
     blob = sum(len(v) for v in store.values()) / n
     del store
     gc.collect()
-    return {"sessions": n, "compact_copy": compact, "state_blob_bytes": round(blob, 1), "python_object_bytes_per_session": round(objects / n, 1),
+    return {"sessions": n, "compact_copy": compact, "state_blob_bytes": round(blob, 1),
+            "python_object_bytes_per_session": round(objects / n, 1),
             "rss_bytes_per_session": round(rss / n, 1)}
 
 

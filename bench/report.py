@@ -106,8 +106,9 @@ def render(r: Results, json_file: Path) -> str:
         _row("measurement", "result"),
         _row("---", "---"),
         _row("input", f"{_n(w['events'])} events in {_n(w['sessions'])} visits ({_n(w['uci_events'])} from "
-                      f"{_n(w['uci_rows'])} replayed UCI rows, the rest synthetic click/scroll/dwell/page-view visits), "
-                      f"{r['pipeline_1']['partitions']} partitions; preloaded at {_n(r['preload']['events_per_s'])} ev/s"),
+                      f"{_n(w['uci_rows'])} replayed UCI rows, the rest synthetic click/scroll/dwell/page-view "
+                      f"visits), {r['pipeline_1']['partitions']} partitions; preloaded at "
+                      f"{_n(r['preload']['events_per_s'])} ev/s"),
         _row("1. ceiling: AIOKafkaConsumer + orjson.loads", f"{_n(c['events_per_s'])} ev/s"),
         _row("1. raw produce→consume latency", f"p50 {raw['p50_ms']} ms, p99 {raw['p99_ms']} ms at "
                                                f"{_n(raw['offered_events_per_s'])} ev/s offered"),
@@ -122,13 +123,16 @@ def render(r: Results, json_file: Path) -> str:
         _row("3. event→PersonaEvent latency, half the 1-worker rate (after the run above)",
              f"p50 {low['p50_ms']} ms, p90 {low['p90_ms']} ms, p99 {low['p99_ms']} ms at "
              f"{_n(low['offered_events_per_s'])} ev/s offered ({_n(low['n'])} events, {low['unmatched']} unmatched)"),
-        _row(f"3. event→PersonaEvent latency, same rate, {r['short_window_s'] * 1000:.0f} ms batch window (fresh worker)",
+        _row(f"3. event→PersonaEvent latency, same rate, {r['short_window_s'] * 1000:.0f} ms batch window "
+             "(fresh worker)",
              f"p50 {short['p50_ms']} ms, p90 {short['p90_ms']} ms, p99 {short['p99_ms']} ms at "
-             f"{_n(short['offered_events_per_s'])} ev/s offered ({_n(short['n'])} events, {short['unmatched']} unmatched)"),
+             f"{_n(short['offered_events_per_s'])} ev/s offered ({_n(short['n'])} events, "
+             f"{short['unmatched']} unmatched)"),
         _row("4. worker scoring per event (scores + top-3 contributions, as the processor calls them)",
              f"{sc['worker_us_per_event']} µs/event: scores {sc['worker_scores_only_us_per_event']} µs "
              f"({'native' if sc['native_scoring'] else 'LightGBM'}, {proc['scored_rows_per_event']} rows/event), "
-             f"contributions {sc['worker_contributions_us_per_event']} µs ({proc['explained_rows_per_event']} rows/event); "
+             f"contributions {sc['worker_contributions_us_per_event']} µs "
+             f"({proc['explained_rows_per_event']} rows/event); "
              f"one-row predict / scores {sc['ratio']}×, / scores + contributions {sc['ratio_with_explanations']}×"),
         _row("4. Booster.predict, one row", f"{sc['booster_predict_one_row_us']} µs "
                                             f"(pred_contrib: {sc['booster_pred_contrib_one_row_us']} µs)"),
@@ -138,7 +142,8 @@ def render(r: Results, json_file: Path) -> str:
              f"{mem['memory_store']['rss_bytes_per_session']} B RSS/session, "
              f"{mem['memory_store']['python_object_bytes_per_session']} B of Python objects "
              f"({mem['memory_store']['state_blob_bytes']} B blob), {_n(mem['memory_store']['sessions'])} sessions"),
-        _row("5. memory:// store, blobs copied", f"{mem['memory_store_compact']['rss_bytes_per_session']} B RSS/session"),
+        _row("5. memory:// store, blobs copied",
+             f"{mem['memory_store_compact']['rss_bytes_per_session']} B RSS/session"),
         _row("5. rocksdb:// (Faust options, rocksdict)",
              f"{rocks['rss_bytes_per_session']} B RSS/session, {rocks['disk_bytes_per_session']} B on disk/session"
              if rocks.get("available") else f"not measured: {rocks.get('error')}"),
@@ -226,7 +231,8 @@ def interpretation(r: Results) -> list[str]:
         f"{r['pipeline_latency_short_window']['p50_ms']}/{r['pipeline_latency_short_window']['p99_ms']} ms "
         f"(raw p99 × 3 = {3 * raw['p99_ms']:.0f} ms).",
         f"* **Scale.** 2 workers vs 1: {two['events_per_s'] / one['events_per_s']:.2f}× (steady "
-        f"{two['steady_events_per_s'] / one['steady_events_per_s']:.2f}×), on {r['machine']['cpus']} CPUs that also run "
+        f"{two['steady_events_per_s'] / one['steady_events_per_s']:.2f}×), on {r['machine']['cpus']} CPUs "
+        "that also run "
         "the broker and this harness; both workers compete for the same cores, so this does not show how the "
         "pipeline scales across hosts.",
         f"* **Memory.** A session's state blob is ~{mem['memory_store']['state_blob_bytes']:.0f} B; the memory store "

@@ -91,7 +91,8 @@ def synthetic_pages(rng: random.Random, n: int = 400) -> list[PageStats]:
                       page_value=rng.choice((0.0, 0.0, 0.0, rng.uniform(0, 60)))) for j in range(n)]
 
 
-def synthetic_events(n: int, rng: random.Random, concurrent: int = 2000) -> tuple[list[tuple[bytes, bytes]], list[Outgoing]]:
+def synthetic_events(n: int, rng: random.Random,
+                     concurrent: int = 2000) -> tuple[list[tuple[bytes, bytes]], list[Outgoing]]:
     """Catalog records and ``n`` events of synthetic visits, ``concurrent`` of them interleaved at a time."""
     pages = synthetic_pages(rng)
     visits = _visits(pages, rng)

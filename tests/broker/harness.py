@@ -19,8 +19,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.partitioner import murmur2
 
-from stream.tools.broker import free_port
 from stream.kafka_io import poll_topic
+from stream.tools.broker import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-c", "from stream.cli import main; main()"]
@@ -105,7 +105,8 @@ class Pipeline:
         """Fail at once, with its log, if a worker that was not stopped has exited."""
         for index, process in enumerate(self.workers):
             if process.poll() is not None and not getattr(process, "stopped", False):
-                raise AssertionError(f"worker {index} exited with {process.returncode}:\n{self.worker_log(index)[-3000:]}")
+                raise AssertionError(f"worker {index} exited with {process.returncode}:\n"
+                                     f"{self.worker_log(index)[-3000:]}")
 
     def worker_log(self, index: int = 0) -> str:
         return (self.home / f"worker-{index}.log").read_text(errors="replace")

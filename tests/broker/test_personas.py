@@ -11,9 +11,9 @@ import pytest
 from models.persona import PersonaModel
 from models.training.uci import sessions
 from stream.tools.replay import uci_records
-from tests.conftest import SAMPLE
 from tests.broker.harness import Pipeline, latest_by_session
 from tests.broker.test_pipeline import expected_events, finished
+from tests.conftest import SAMPLE
 
 pytestmark = pytest.mark.kafka
 

@@ -10,8 +10,8 @@ import pytest
 from models.intent import IntentModel
 from stream.tools.offline import score_uci
 from stream.tools.replay import uci_records
-from tests.conftest import SAMPLE
 from tests.broker.harness import latest_by_session
+from tests.conftest import SAMPLE
 
 pytestmark = pytest.mark.kafka
 

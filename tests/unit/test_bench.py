@@ -7,9 +7,9 @@ from collections import Counter
 
 import pytest
 
-from schemas.events import parse_event
 from bench.stats import LatencyMatcher, completion, percentile
 from bench.workload import merge, synthetic_events
+from schemas.events import parse_event
 from stream.tools.replay import Outgoing
 
 

@@ -13,8 +13,16 @@ import pytest
 
 from models.features import FEATURES, SessionState, session_features
 from models.intent import METADATA_FILE, MODEL_FILE, IntentModel, ModelFileError, calibrate
-from models.training.train import (FINAL_WEIGHT, TRAIN_POINTS, PrefixMatrix, fit_calibration, replay_frame,
-                          replay_session, train, views_at)
+from models.training.train import (
+    FINAL_WEIGHT,
+    TRAIN_POINTS,
+    PrefixMatrix,
+    fit_calibration,
+    replay_frame,
+    replay_session,
+    train,
+    views_at,
+)
 from models.training.uci import fold_session, sessions
 
 
@@ -84,7 +92,8 @@ def test_committed_metadata_records_cv_and_meets_issue_targets(meta):
     assert cv["pr_auc"]["mean"] >= 0.74
     assert cv["roc_auc_at_50pct"]["mean"] >= 0.85
     assert cv["roc_auc_at_25pct"]["mean"] <= cv["roc_auc_at_75pct"]["mean"] + 0.01
-    assert 0 < cv["brier"]["mean"] < meta["training_data"]["positive_rate"] * (1 - meta["training_data"]["positive_rate"])
+    assert 0 < cv["brier"]["mean"] < (meta["training_data"]["positive_rate"]
+                                      * (1 - meta["training_data"]["positive_rate"]))
 
 
 def test_scores_are_probabilities_and_rank_sample_purchases(sample_frame, model):
@@ -200,7 +209,7 @@ def test_fitted_calibrations_are_monotone_and_validated(tmp_path):
         assert np.all(np.diff(out) >= 0), method
         # raw overstates y = raw**2: the fitted map must pull mid scores down
         assert calibrate(np.array([0.5]), cal)[0] < 0.45, method
-        model_file, metadata_file = copy_artifacts(tmp_path, lambda m: m.update(calibration=cal))
+        model_file, metadata_file = copy_artifacts(tmp_path, lambda m, cal=cal: m.update(calibration=cal))
         assert IntentModel.load(model_file, metadata_file).calibration["method"] == method
 
 
@@ -224,7 +233,8 @@ def test_contributions_name_features(model, rows):
 
 def test_derived_features_come_from_session_state(model):
     state = SessionState(start_ts=1_463_000_000.0, admin_views=2, admin_seconds=30.0, info_views=1, info_seconds=10.0,
-                         product_views=5, product_seconds=200.0, page_views=8, bounce_rate_sum=0.08, exit_rate_sum=0.4, page_value_sum=24.0)
+                         product_views=5, product_seconds=200.0, page_views=8, bounce_rate_sum=0.08, exit_rate_sum=0.4,
+                         page_value_sum=24.0)
     f = dict(zip(FEATURES, session_features(state, model.vocabulary)))
     assert f["PageValues"] == pytest.approx(3.0) and f["PageValueTotal"] == pytest.approx(24.0)
     assert f["ProductShare"] == pytest.approx(5 / 8)

@@ -10,8 +10,16 @@ import pytest
 
 from models.actions import DEFAULT_ACTIONS, recommend
 from models.features import SessionState
-from models.persona import (ARTIFACT, BOUNDS, FEATURES, HIGH_INTENT, UNASSIGNED, PersonaModel, persona_features,
-                            rule_names)
+from models.persona import (
+    ARTIFACT,
+    BOUNDS,
+    FEATURES,
+    HIGH_INTENT,
+    UNASSIGNED,
+    PersonaModel,
+    persona_features,
+    rule_names,
+)
 from models.training.persona_eval import final_states, oof_intent, profile_table
 from models.training.uci import fold_session, read_uci, sessions
 
@@ -45,7 +53,8 @@ EXTREME_STATES = [
     SessionState(),
     SessionState(page_views=0, bounce_rate_sum=3.0, exit_rate_sum=5.0, page_value_sum=100.0, product_seconds=50.0),
     SessionState(page_views=1, product_views=1, product_seconds=10 * 3600.0),
-    SessionState(page_views=10**7, product_views=10**7, product_seconds=1e12, page_value_sum=1e15, bounce_rate_sum=1e7, exit_rate_sum=1e7),
+    SessionState(page_views=10**7, product_views=10**7, product_seconds=1e12, page_value_sum=1e15, bounce_rate_sum=1e7,
+                 exit_rate_sum=1e7),
     SessionState(page_views=3, admin_views=1, admin_seconds=math.nan, info_seconds=math.inf, product_seconds=-math.inf,
                  bounce_rate_sum=math.nan, exit_rate_sum=-math.inf, page_value_sum=math.inf),
     SessionState(page_views=-5, admin_views=-1, product_views=2, product_seconds=-30.0, page_value_sum=-8.0),
