@@ -190,7 +190,8 @@ def train(csv: Path = typer.Argument(DEFAULT_UCI, help="UCI Online Shoppers CSV 
 
 @cli.command()
 def evaluate(csv: Path = typer.Argument(DEFAULT_UCI, help="UCI Online Shoppers CSV with a Revenue column"),
-             out: Path = typer.Option(Path("reports/evaluation"), help="folder for metrics.json and PNG plots")) -> None:
+             out: Path = typer.Option(Path("reports/evaluation"),
+                                      help="folder for metrics.json and PNG plots")) -> None:
     """Cross-validate the intent model (final and partial sessions); write metrics.json and plots."""
     from models.training.evaluate import evaluate as run_evaluation
 
@@ -206,7 +207,8 @@ def evaluate(csv: Path = typer.Argument(DEFAULT_UCI, help="UCI Online Shoppers C
 
 @personas_cli.command("report")
 def personas_report(csv: Path = typer.Argument(DEFAULT_UCI, help="UCI Online Shoppers CSV with a Revenue column"),
-                    out: Path = typer.Option(Path("reports/personas"), help="folder for the PNGs and profile table")) -> None:
+                    out: Path = typer.Option(Path("reports/personas"),
+                                             help="folder for the PNGs and profile table")) -> None:
     """Compare clusterers and describe the personas: projection PNG, profile table, conversion by persona."""
     from models.training.persona_eval import compare, load, report
 
@@ -220,7 +222,8 @@ def personas_report(csv: Path = typer.Argument(DEFAULT_UCI, help="UCI Online Sho
 
 @cli.command()
 def replay(file: Path = typer.Argument(..., help="JSONL (one event per line) or CSV (dotted column names)"),
-           speed: Optional[float] = typer.Option(None, help="speed factor of real (event) time; default: as fast as possible"),
+           speed: Optional[float] = typer.Option(None, help="speed factor of real (event) time; default: as fast as "
+                                                            "possible"),
            broker: Optional[str] = BrokerOpt) -> None:
     """Push raw events to the events topic, keyed by session_id."""
     from stream.tools.replay import read_events
@@ -246,8 +249,10 @@ def _send(conf: Settings, records, speed: Optional[float], label: str) -> None:
 @cli.command("replay-uci")
 def replay_uci(csv: Path = typer.Argument(DEFAULT_UCI, help="UCI Online Shoppers CSV"),
                limit: Optional[int] = typer.Option(None, help="replay only the first N rows"),
-               fraction: float = typer.Option(1.0, min=0.0, max=1.0, help="replay each visit up to this share of its page views"),
-               speed: Optional[float] = typer.Option(None, help="speed factor of real time; default: as fast as possible"),
+               fraction: float = typer.Option(1.0, min=0.0, max=1.0,
+                                              help="replay each visit up to this share of its page views"),
+               speed: Optional[float] = typer.Option(None,
+                                                     help="speed factor of real time; default: as fast as possible"),
                settle: float = typer.Option(1.0, help="seconds to wait after seeding page statistics"),
                broker: Optional[str] = BrokerOpt) -> None:
     """Replay every UCI row as one visit `uci-<i>`: page catalog first, then interleaved events."""
@@ -269,7 +274,8 @@ def replay_uci(csv: Path = typer.Argument(DEFAULT_UCI, help="UCI Online Shoppers
 def score_uci(csv: Path = typer.Argument(DEFAULT_UCI, help="UCI Online Shoppers CSV"),
               out: Path = typer.Option(..., help="output CSV: session_id,intent_score,persona"),
               limit: Optional[int] = typer.Option(None, help="score only the first N rows"),
-              fraction: float = typer.Option(1.0, min=0.0, max=1.0, help="score each visit up to this share of its page views")) -> None:
+              fraction: float = typer.Option(1.0, min=0.0, max=1.0,
+                                             help="score each visit up to this share of its page views")) -> None:
     """Score UCI rows offline with the worker's own processing code."""
     from models.intent import IntentModel, ModelFileError
     from stream.tools.offline import score_uci as score
@@ -319,9 +325,11 @@ def demo_site(port: int = typer.Option(8000, help="port of the demo shop"),
 def bench(events: int = typer.Option(1_000_000, help="events pre-loaded for the throughput runs"),
           quick: bool = typer.Option(False, "--quick", help="small sizes for a smoke run (about two minutes)"),
           out: Path = typer.Option(Path("BENCHMARKS.md"), help="the Markdown report"),
-          json_out: Optional[Path] = typer.Option(None, "--json", help="the JSON results (default: benchmarks.json next to --out)"),
+          json_out: Optional[Path] = typer.Option(None, "--json",
+                                                  help="the JSON results (default: benchmarks.json next to --out)"),
           rate: float = typer.Option(5000.0, help="offered load of the latency runs, events/s"),
-          latency_seconds: Optional[float] = typer.Option(None, help="length of each latency run (default 20, quick 8)"),
+          latency_seconds: Optional[float] = typer.Option(None,
+                                                          help="length of each latency run (default 20, quick 8)"),
           memory_sessions: Optional[int] = typer.Option(None, help="concurrent sessions of the memory measurement"),
           csv: Path = typer.Option(DEFAULT_UCI, help="UCI Online Shoppers CSV replayed as visits"),
           keep: bool = typer.Option(False, help="keep the temporary broker home and worker logs")) -> None:
@@ -383,7 +391,8 @@ def soak(minutes: float = typer.Option(10.0, help="measured minutes, after the w
 
 
 @cli.command()
-def actions(as_json: bool = typer.Option(False, "--json", help="a JSON list of {persona, band, action_id, text}")) -> None:
+def actions(as_json: bool = typer.Option(False, "--json",
+                                         help="a JSON list of {persona, band, action_id, text}")) -> None:
     """Show the actions catalog in effect (PERSONASTREAM_ACTIONS): the candidate actions per persona and band."""
     from rich.table import Table
 
@@ -416,7 +425,8 @@ def simulate(visits: int = typer.Option(2000, min=1, help="UCI visits to replay"
              broker: Optional[str] = BrokerOpt) -> None:
     """Closed loop against running workers: replay visits, buy with probability min(1, intent × truth), measure."""
     from models.actions import CatalogError
-    from stream.tools.simulate import Options, load_truth, simulate as run
+    from stream.tools.simulate import Options, load_truth
+    from stream.tools.simulate import simulate as run
 
     conf = _settings(broker=broker)
     csv = csv or (DEFAULT_UCI if DEFAULT_UCI.is_file() else Path("data/sample/online_shoppers_sample.csv"))

@@ -7,15 +7,15 @@ import itertools
 import orjson
 import pytest
 
-from models.intent import IntentModel
 from models.features import SessionState
+from models.intent import IntentModel
 from models.persona import PersonaModel
 from models.training.uci import sessions
-from stream.tools.offline import score_uci
 from stream.pages import PageTable, page_record
 from stream.persona_sync import SharedPersona
 from stream.scoring import Scorer
 from stream.sessions import Record, SessionProcessor
+from stream.tools.offline import score_uci
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +84,8 @@ def test_duplicates_are_dropped_and_wrong_keys_dead_lettered(intent):
     result = processor(intent).process(recs, {})
     assert result.duplicates == 1
     assert result.personas[-1].events_seen == 2
-    assert [d.reason for d in result.dead_letters] == ["record key must be the event's session_id (partitioning by session)"]
+    assert [d.reason for d in result.dead_letters] == [
+        "record key must be the event's session_id (partitioning by session)"]
 
 
 def test_every_touched_visit_is_published_once_per_batch(intent):
