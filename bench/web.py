@@ -195,6 +195,8 @@ def run(csv, out: Path, json_out: Path, say) -> dict:
             rig = Rig(bootstrap, home)
             say("throughput of one worker (for the lookup's offered load)")
             one = rig.settings("cap", "cap.events", 4)
+            rig.topics(one)
+            kafka.preload(rig.bootstrap, one.events_topic, work.records, lambda n=1: None)
             capacity = kafka.throughput(rig, one, work.catalog, work.sessions(), 1, lambda n=1: None)
             rate = round(capacity["events_per_s"] / 2, -2)
             say(f"lookup latency on 2 workers at {rate:.0f} ev/s")
