@@ -24,6 +24,11 @@ chromium:
 demo: $(VENV) kafka-jars
 	$(BIN)/python -m stream.tools.demo
 
+# the action bandit's closed loop on a fresh broker with two workers and the shipped example truth; prints the lift
+.PHONY: demo-bandit
+demo-bandit: $(VENV) kafka-jars
+	$(BIN)/python -m stream.tools.simulate
+
 demo-site: $(VENV) chromium
 	$(PS) demo-site
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -30,9 +31,18 @@ class PersonaEvent(BaseModel):
     explained_score: float | None = Field(
         None, description="the intent score top_features explain: re-explained when the visit's band changes or "
         "its score moves by more than the worker's explain_delta, so within that of intent_score")
-    recommended_action: str = "none"
+    recommended_action: str = Field("none", description="text of the action decided for this visit (action_id)")
+    decision_id: str | None = Field(
+        None, description="id of the visit's current action decision: a new one when its persona or band changes")
+    action_id: str | None = Field(None, description="the decided action of the actions catalog")
+    policy: Literal["bandit", "holdout"] | None = Field(
+        None, description="who decided: Thompson sampling, or the holdout share that always gets the default action")
+    propensity: float | None = Field(
+        None, ge=0, le=1, description="probability that this policy picks this action in this context at decision "
+        "time (holdout: 1), for off-policy evaluation")
     intent_model_version: str
     persona_model_version: str
+    bandit_model_version: str | None = Field(None, description="the shared action posteriors the decision used")
     events_seen: int = Field(description="events of this visit processed so far")
     page_views: int
     bot: bool = Field(False, description="a known crawler's visit (not learned from)")

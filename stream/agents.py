@@ -105,6 +105,20 @@ async def load_persona_model() -> None:
 
 @app.timer(settings.persona_sync_s)
 async def hand_over_persona_learning() -> None:
+    await hand_over_learning()
+
+
+@app.on_before_shutdown.connect
+async def hand_over_at_shutdown(app, **kwargs) -> None:
+    """A stopping worker hands over what it learned since the last timer (its consumer has stopped);
+    given up after 10 s if Kafka cannot take it."""
+    try:
+        await asyncio.wait_for(hand_over_learning(), timeout=10.0)
+    except asyncio.TimeoutError:
+        log.warning("could not hand over this worker's last learning before stopping")
+
+
+async def hand_over_learning() -> None:
     """Send what this worker's persona learner and action rewards learned to the merging worker."""
     shared = runtime().personas
     records = [(persona_learning.get_topic_name(), None, blob, None) for blob in shared.take_learning()]

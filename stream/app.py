@@ -24,7 +24,7 @@ settings = config.current()
 app = faust.App(
     settings.app_id,
     origin="stream.app",
-    autodiscover=["stream.agents", "stream.web.views"],
+    autodiscover=["stream.agents", "stream.web.views", "stream.web.dashboard"],
     broker=settings.broker,
     store=settings.store,
     datadir=str(settings.home / "worker"),

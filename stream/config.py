@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     persona_sync_s: float = Field(
         10.0, gt=0, description="how often workers hand persona learning over and the merging worker "
         "publishes the next shared persona model")
+    actions: Path = Field(Path(__file__).resolve().parents[1] / "models" / "artifacts" / "actions.json",
+                          description="the actions catalog: candidate actions (bandit arms) per persona and band")
+    holdout: float = Field(0.1, ge=0, le=1, description="share of sessions (by a hash of the session id) that always "
+                           "get the default action, to measure the bandit's lift")
     store: str = Field("memory://", description="Faust table store: memory:// or rocksdb:// "
                        "(needs the [rocksdb] extra)")
     web_port: int = Field(6066, ge=0, le=65535)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from models.actions import ActionCatalog
 from models.intent import IntentModel
 from stream.config import Settings
 from stream.kafka_io import CompactedFeed
@@ -22,11 +23,13 @@ class Runtime:
 
     @classmethod
     def build(cls, conf: Settings) -> "Runtime":
-        """Load the intent model (compiled, cached in ``conf.model_cache``) and the shipped persona
-        snapshot; :class:`~models.intent.ModelFileError` names a missing or broken model file."""
+        """Load the actions catalog, the intent model (compiled, cached in ``conf.model_cache``) and the
+        shipped persona snapshot; :class:`~models.intent.ModelFileError` names a missing or broken model
+        file (:class:`~models.actions.CatalogError`, one of them, the catalog entry at fault)."""
+        catalog = ActionCatalog.load(conf.actions)
         intent = IntentModel.load().compiled(conf.model_cache)
         pages = PageTable(prior=intent.page_prior)
-        processor = SessionProcessor.for_worker(conf, intent, pages)
+        processor = SessionProcessor.for_worker(conf, intent, pages, catalog)
         return cls(processor=processor,
                    page_feed=CompactedFeed(conf.bootstrap, conf.pages_topic, pages.apply),
                    persona_feed=CompactedFeed(conf.bootstrap, persona_model_topic(conf), processor.personas.apply))

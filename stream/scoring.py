@@ -1,17 +1,19 @@
-"""Scoring of visits: intent score, explanation, persona and recommended action -> PersonaEvent.
+"""Scoring of visits: intent score, explanation, persona and action decision -> PersonaEvent.
 
 Pure (no Kafka): :class:`Scorer` takes the states of the visits a batch touched, scores them in one
 call of the compiled intent model, explains the medium- and high-intent ones (TreeSHAP), assigns
-their personas with the shared persona model and builds one :class:`PersonaEvent` per visit.
+their personas with the shared persona model, decides their actions with the shared action
+posteriors (:mod:`models.bandit`) and builds one :class:`PersonaEvent` per visit.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Sequence
 
-from models.actions import recommend
+from models.actions import default_catalog
+from models.bandit import ActionPolicy
 from models.features import SessionState, session_features
 from models.intent import IntentModel
 from models.persona import persona_features
@@ -27,10 +29,12 @@ class Scorer:
     """TreeSHAP features per explained visit; 0 turns explanations off."""
     explain_delta: float = 0.1
     """Re-explain a visit when its score moves by more than this since its last explanation."""
+    actions: ActionPolicy = field(default_factory=lambda: ActionPolicy(default_catalog()))
+    """Decides each visit's action from the catalog and the shared posteriors (``personas.bandit``)."""
 
     def score(self, visits: Sequence[tuple[bytes, SessionState]]) -> list[PersonaEvent]:
-        """One PersonaEvent per ``(session key, state)``; updates each state's ``intent``, ``explained``
-        and ``top`` in place."""
+        """One PersonaEvent per ``(session key, state)``; updates each state's ``intent``, ``explained``,
+        ``top`` and ``decision`` in place."""
         if not visits:
             return []
         states = [state for _, state in visits]
@@ -39,18 +43,23 @@ class Scorer:
         bands = [self.intent.band(s) for s in scores]
         self._explain(states, rows, scores, bands)
         assignments = self.personas.assign([persona_features(state, s) for state, s in zip(states, scores)])
+        bandit = self.personas.bandit
         out = []
         for (key, state), score, band, assignment in zip(visits, scores, bands, assignments):
             state.intent = score
+            session_id = key.decode()
+            decision = self.actions.decide(session_id, state, assignment.name, band, bandit)
             out.append(PersonaEvent(
-                session_id=key.decode(), visit=state.visit,
+                session_id=session_id, visit=state.visit,
                 event_time=datetime.fromtimestamp(state.last_ts, timezone.utc),
                 persona=assignment.name, persona_id=assignment.persona_id,
                 persona_confidence=assignment.confidence, intent_score=score, intent_band=band,
                 top_features=[FeatureContribution(feature=f, contribution=c) for f, c in state.top],
                 explained_score=state.explained if state.top else None,
-                recommended_action=recommend(assignment.name, band),
+                recommended_action=decision.action.text, decision_id=decision.decision_id,
+                action_id=decision.action.action_id, policy=decision.policy, propensity=decision.propensity,
                 intent_model_version=self.intent.version, persona_model_version=assignment.version,
+                bandit_model_version=bandit.version,
                 events_seen=state.events, page_views=state.page_views, bot=state.bot))
         return out
 

@@ -6,7 +6,8 @@ newest PersonaEvent of a visit always reflects all of its events processed so fa
 
 A visit ends when its session comes back after the gap, or when the partition's event time (the
 newest event seen on it) passes the visit's last event by the gap. An ended visit is learned from
-once by the persona model and feeds the exit and bounce statistics of its last page; its state is
+once by the persona model and feeds the exit and bounce statistics of its last page; its action
+decisions not yet rewarded by a purchase are rewarded 0 (a purchase rewards those before it 1); its state is
 deleted (a changelog tombstone) ``retain_s`` later, so the table holds recent sessions only. The
 index of open and ended visits lives in memory and is rebuilt from the table after a restart or a
 rebalance (:meth:`SessionProcessor.restore_index`).
@@ -20,6 +21,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Iterable, MutableMapping, Sequence
 
+from models.actions import ActionCatalog
+from models.bandit import ActionPolicy, settle
 from models.features import SessionState, fold, is_duplicate, start_visit
 from models.intent import IntentModel
 from models.persona import PersonaModel, persona_features
@@ -80,10 +83,12 @@ class SessionProcessor:
     """partition -> newest event time seen on it."""
 
     @classmethod
-    def for_worker(cls, conf: Settings, intent: IntentModel, pages: PageTable) -> "SessionProcessor":
+    def for_worker(cls, conf: Settings, intent: IntentModel, pages: PageTable,
+                   catalog: ActionCatalog) -> "SessionProcessor":
         """The processor as a worker runs it: ``conf``'s settings, the shipped persona snapshot as the
-        starting shared model."""
-        scorer = Scorer(intent, SharedPersona(PersonaModel.default()), conf.top_features, conf.explain_delta)
+        starting shared model, actions from ``catalog``."""
+        scorer = Scorer(intent, SharedPersona(PersonaModel.default()), conf.top_features, conf.explain_delta,
+                        ActionPolicy(catalog, conf.holdout))
         return cls(scorer=scorer, pages=pages, gap_s=conf.session_gap_s, retain_s=conf.session_retain_s,
                    max_future_s=conf.max_future_s, max_open_visits=conf.max_open_visits)
 
@@ -156,6 +161,8 @@ class SessionProcessor:
             return
         fold(state, event, self.pages)
         state.partition, state.offset = record.partition, record.offset
+        if event.type == "purchase":
+            self._reward(state, purchased=True)
         if event.type == "page_view" and not state.bot:
             self._observe(result, event.page.id, views=1, entrances=int(state.page_views == 1))
         touched[key] = (record.partition, state)
@@ -220,15 +227,22 @@ class SessionProcessor:
         result.page_observations.setdefault(page_id, Counter()).update(counts)
 
     def _close(self, state: SessionState, result: BatchResult) -> None:
-        """End a visit: the persona model learns it; its exit page (and bounce) feed page statistics
-        (unless it is a bot's)."""
+        """End a visit: the persona model learns it; its unrewarded decisions earn 0; its exit page (and
+        bounce) feed page statistics (unless it is a bot's)."""
         state.closed = True
         result.closed += 1
+        self._reward(state, purchased=False)
         if state.bot:
             return
         self.personas.learn(persona_features(state, state.intent))
         if state.exit_page:
             self._observe(result, state.exit_page, exits=1, bounces=int(state.page_views == 1))
+
+    def _reward(self, state: SessionState, purchased: bool) -> None:
+        """Reward the visit's decisions not rewarded yet (each once); a bot's are dropped unlearned."""
+        for persona, band, action_id, policy in settle(state):
+            if not state.bot:
+                self.personas.reward((persona, band), action_id, purchased, policy)
 
 
 def _expired(ended: tuple[float, float], event_horizon: float, wall_horizon: float) -> bool:

@@ -81,8 +81,9 @@ def test_two_workers_serve_one_shared_persona_model(pipeline, sample_frame):
             break  # else a merge landed between the two twins: try again
     assert a["persona_model_version"] == b["persona_model_version"]
     assert generation(a["persona_model_version"]) >= generation(version)
-    for field in ("persona", "persona_id", "persona_confidence", "intent_score", "recommended_action"):
+    for field in ("persona", "persona_id", "persona_confidence", "intent_score"):
         assert a[field] == b[field], field
+    # (their actions are Thompson draws seeded by each session id, so they may differ: see test_bandit.py)
 
     # a restarted worker restores the shared model instead of starting over from the shipped one
     pipeline.stop_worker(workers[1])
