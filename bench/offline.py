@@ -15,6 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
+from models.actions import ActionCatalog
 from models.features import SessionState, session_features
 from models.intent import IntentModel
 from stream.config import settings
@@ -36,7 +37,7 @@ def processor(intent: IntentModel, catalog: Sequence[tuple[bytes, bytes]]) -> Se
     pages = PageTable(prior=intent.page_prior)
     for key, value in catalog:
         pages.apply(key, value)
-    return SessionProcessor.for_worker(settings(), intent, pages)
+    return SessionProcessor.for_worker(settings(), intent, pages, ActionCatalog.load(settings().actions))
 
 
 def batches(records: Sequence[Outgoing], size: int = BATCH) -> list[list[Record]]:

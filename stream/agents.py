@@ -19,7 +19,8 @@ from stream import metrics
 from stream.app import (
     app,
     dead_letters,
-    events,
+    event_intake,
+    observation_intake,
     page_counters,
     page_observations,
     pages,
@@ -32,6 +33,7 @@ from stream.app import (
     visits,
 )
 from stream.delivery import deliver, track
+from stream.intake import ack
 from stream.logs import collapse_repeats
 from stream.offsets import OffsetGuard
 from stream.pages import compact_json, observation, observed_stats, page_record
@@ -47,10 +49,10 @@ order = OffsetGuard()
 def unacked_on_failure(what: str) -> Iterator[None]:
     """Stop the worker at once, without committing, if a batch fails as a whole.
 
-    Faust acknowledges every event of a ``take_events`` batch when the loop body ends, also when it
-    raises, and the offsets would then be committed unprocessed. Per-record failures never get
-    here (they are dead letters); this is for bugs and lost resources. The records are read again
-    by the worker that takes the partitions over (or this one, restarted by its supervisor).
+    Per-record failures never get here (they are dead letters); this is for bugs and lost
+    resources. The batch's records are not acknowledged, and a task that went on after a failed
+    batch would acknowledge the next ones past it. The records are read again by the worker that
+    takes the partitions over (or this one, restarted by its supervisor).
     """
     try:
         yield
@@ -155,15 +157,16 @@ async def merge_persona_learning(stream):
         await deliver(outgoing)
 
 
-@app.agent(events)
-async def sessionize(stream):
+@app.task
+async def sessionize() -> None:
     """Validate, sessionize, fold, score and publish, a batch at a time.
 
     Outputs and changelog records go straight to the producer; the batch's offsets are acked only
     after every record is confirmed, so a crash replays the batch instead of losing it.
     """
     worker = runtime()
-    async for batch in stream.take_events(settings.batch_size, within=settings.batch_window_s):
+    while True:
+        batch = await event_intake.take(settings.batch_size, settings.batch_window_s)
         with unacked_on_failure("session batch"):
             await worker.wait_ready()
             if reindex.is_set():
@@ -171,25 +174,25 @@ async def sessionize(stream):
                 indexed = worker.processor.restore_index(read_states(sessions).items())
                 log.info("indexed %d stored sessions", indexed)
             started = time.perf_counter()
-            messages, rewind = order.admit([(e.message.tp, e.message.offset, e.message) for e in batch])
+            messages, rewind = order.admit([(m.tp, m.offset, m) for m in batch])
             for tp, offset in rewind.items():
                 log.warning("records of %s skipped from offset %d: reading them again", tp, offset)
                 await app.consumer.seek(tp, offset)
                 metrics.REWINDS.inc()
             records = [Record(m.key, m.value, m.topic, m.partition, m.offset) for m in messages]
             result = worker.processor.process(records, read_states(sessions))
-            event_of_partition = {e.message.partition: e for e in batch}
-            outgoing = write_states(sessions, result.states, event_of_partition)
+            outgoing = write_states(sessions, result.states)
             published = {p.session_id.encode(): p.model_dump_json().encode() for p in result.personas}
             latest = {key: (partition, published.get(key)) for key, (partition, blob) in result.states.items()
                       if key in published or blob is None}
-            outgoing += write_states(visits, latest, event_of_partition)
+            outgoing += write_states(visits, latest)
             outgoing += [(personas.get_topic_name(), key, value, None) for key, value in published.items()]
             outgoing += [(dead_letters.get_topic_name(), None, letter.model_dump_json().encode(), None)
                          for letter in result.dead_letters]
             outgoing += [(page_observations.get_topic_name(), page_id.encode(), orjson.dumps(counts), None)
                          for page_id, counts in result.page_observations.items()]
             await deliver(outgoing)
+            ack(app.consumer, messages)
             metrics.EVENTS.inc(len(records))
             metrics.DEAD_LETTERS.inc(len(result.dead_letters))
             metrics.DUPLICATES.inc(result.duplicates)
@@ -198,17 +201,17 @@ async def sessionize(stream):
             metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
 
 
-@app.agent(page_observations)
-async def aggregate_pages(stream):
+@app.task
+async def aggregate_pages() -> None:
     """Count views, entrances, exits and bounces per page, a batch at a time; publish the observed
     statistics of each page the batch changed, once."""
-    async for batch in stream.take_events(settings.batch_size, within=settings.batch_window_s):
+    while True:
+        batch = await observation_intake.take(settings.batch_size, settings.batch_window_s)
         with unacked_on_failure("page batch"):
             store = read_states(page_counters)
             totals: dict[bytes, tuple[int, dict[str, int]]] = {}
             letters = []
-            for event in batch:
-                message = event.message
+            for message in batch:
                 try:
                     page_id, observed = observation(message.key, message.value)
                 except ValueError as exc:
@@ -224,8 +227,7 @@ async def aggregate_pages(stream):
                 for name, n in observed.items():
                     counts[name] = counts.get(name, 0) + n
             outgoing = write_states(page_counters, {key: (partition, compact_json(counts))
-                                                    for key, (partition, counts) in totals.items()},
-                                    {e.message.partition: e for e in batch})
+                                                    for key, (partition, counts) in totals.items()})
             for key, (_, counts) in totals.items():
                 stats = observed_stats(key.decode(), counts)
                 if stats is not None:
@@ -233,4 +235,5 @@ async def aggregate_pages(stream):
             outgoing += [(dead_letters.get_topic_name(), None, letter.model_dump_json().encode(), None)
                          for letter in letters]
             await deliver(outgoing)
+            ack(app.consumer, batch)
             metrics.DEAD_LETTERS.inc(len(letters))

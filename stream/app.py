@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import faust
 
 from stream import config
+from stream.intake import App
 from stream.topics import page_observations_topic, persona_learning_topic, persona_model_topic
 
 if TYPE_CHECKING:
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 
 settings = config.current()
 
-app = faust.App(
+app = App(
     settings.app_id,
     origin="stream.app",
     autodiscover=["stream.agents", "stream.web.views", "stream.web.dashboard"],
@@ -62,6 +63,11 @@ sessions = app.Table("sessions", partitions=settings.partitions, key_type=bytes,
 """session id -> SessionState of its current (or last ended) visit."""
 visits = app.Table("visits", partitions=settings.partitions, key_type=bytes, value_type=bytes)
 """session id -> the newest PersonaEvent published for it (JSON), for the visit lookup."""
+event_intake = app.intake(events, maxsize=settings.buffer_maxsize)
+"""The events topic's records, for the session agent (see :mod:`stream.intake`)."""
+observation_intake = app.intake(page_observations, maxsize=settings.buffer_maxsize)
+"""The page-observations topic's records, for the page agent."""
+
 page_counters = app.Table("page-counters", partitions=settings.partitions, key_type=bytes, value_type=bytes)
 
 

@@ -9,7 +9,7 @@ partition of the one event being processed, while a batch spans hundreds of seve
 Faust's RocksDB store picks the database of a read or write from the partition of the event being
 processed, which it finds in ``faust.streams._current_event``. A batch holds events of several
 partitions, so :func:`read_states` clears it (the store then finds each key in every partition's
-database) and :func:`write_states` sets it, key by key, to an event of the key's partition.
+database) and :func:`write_states` sets it, key by key, to a stand-in event of the key's partition.
 """
 
 from __future__ import annotations
@@ -19,6 +19,17 @@ from typing import Mapping, MutableMapping
 
 import faust
 from faust.streams import _current_event
+
+
+class _PartitionEvent:
+    """What Faust's RocksDB store reads of the current event: ``event.message.partition``."""
+
+    __slots__ = ("message", "partition", "__weakref__")
+
+    def __init__(self, partition: int) -> None:
+        self.message = self
+        self.partition = partition
+
 
 Outgoing = tuple[str, bytes | None, bytes | None, int | None]
 """A record to produce: (topic, key, value, partition or None for the producer's partitioner)."""
@@ -30,15 +41,16 @@ def read_states(table: faust.Table) -> MutableMapping[bytes, bytes]:
     return table.data
 
 
-def write_states(table: faust.Table, states: Mapping[bytes, tuple[int, bytes | None]],
-                 event_of_partition: Mapping[int, faust.EventT]) -> list[Outgoing]:
+def write_states(table: faust.Table, states: Mapping[bytes, tuple[int, bytes | None]]) -> list[Outgoing]:
     """Store every ``key -> (partition, blob)`` (None deletes the key); returns the changelog records
     to produce (a tombstone for a deleted key)."""
     changelog = table.changelog_topic.get_topic_name()
     store = table.data
+    events: dict[int, _PartitionEvent] = {}
     try:
         for key, (partition, blob) in states.items():
-            _current_event.set(weakref.ref(event_of_partition[partition]))
+            event = events.get(partition) or events.setdefault(partition, _PartitionEvent(partition))
+            _current_event.set(weakref.ref(event))
             if blob is None:
                 store.pop(key, None)
             else:

@@ -1,0 +1,181 @@
+"""The session agent's input without Faust's per-record machinery.
+
+Faust hands every fetched record to a stream one at a time: a ``Service.wait_first`` (four tasks)
+around each delivery, an ``Event`` and a queue put per record, a ``take_events`` buffer and an ack
+per event; about 60 µs per record on this project's machine, more than the session processing
+itself. :class:`IntakeConsumer` keeps Faust's fetcher, partition assignment, table recovery, flow
+control and offset commits, and only changes what happens to a fetched record of a topic that has
+an :class:`Intake`: it is appended to that intake's buffer, which the agent's task takes a batch at
+a time and acknowledges through :meth:`Intake.ack`. Records of every other topic go the usual way.
+
+Relies on faust-streaming 0.15.3 internals (``Consumer._drain_messages``, ``_read_offset``,
+``_add_gap``, ``App._new_transport``); ``pyproject.toml`` pins that version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import Any
+
+import faust
+from faust.transport.consumer import CONSUMER_FETCHING
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import Message
+
+YIELD_EVERY = 100
+"""Records handed over between two yields to the event loop (Faust's own value)."""
+
+
+class Intake:
+    """Fetched records of one topic, buffered in fetch order until the agent takes a batch.
+
+    >>> intake = Intake("events", maxsize=2)
+    >>> intake.offer("a"), intake.offer("b"), intake.offer("c")
+    (True, True, False)
+    >>> asyncio.run(intake.take(10, within=0.01))
+    ['a', 'b']
+    """
+
+    def __init__(self, topic: str, maxsize: int) -> None:
+        self.topic = topic
+        self.maxsize = maxsize
+        self._records: deque[Message] = deque()
+        self._want = 1
+        self._enough = asyncio.Event()
+        self.room = asyncio.Event()
+        self.room.set()
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def offer(self, message: Message) -> bool:
+        """Buffer ``message``; False (and nothing buffered) while the buffer is full."""
+        records = self._records
+        if len(records) >= self.maxsize:
+            self.room.clear()
+            return False
+        records.append(message)
+        if len(records) >= self._want:
+            self._enough.set()
+        return True
+
+    async def take(self, max_records: int, within: float) -> list[Message]:
+        """The next ``max_records`` records, or fewer once ``within`` seconds passed since the first arrived."""
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._records:
+                await self._wait_for(1)
+            if len(self._records) < max_records:
+                timer = loop.call_later(within, self._enough.set)
+                try:
+                    await self._wait_for(max_records)
+                finally:
+                    timer.cancel()
+            n = min(max_records, len(self._records))
+            if n:
+                batch = [self._records.popleft() for _ in range(n)]
+                if len(self._records) < self.maxsize:
+                    self.room.set()
+                return batch
+
+    async def _wait_for(self, n: int) -> None:
+        self._want = n
+        self._enough.clear()
+        try:
+            await self._enough.wait()
+        finally:
+            self._want = 1
+
+    def clear(self) -> None:
+        """Drop every buffered record (Faust's flow control does this on a rebalance: the new
+        assignment starts from the committed offsets)."""
+        self._records.clear()
+        self.room.set()
+        self._enough.set()
+
+
+def ack(consumer: faust_aiokafka.Consumer, messages: list[Message]) -> None:
+    """Acknowledge processed records: their offsets become committable by Faust's commit loop."""
+    for message in messages:
+        consumer.ack(message)
+
+
+class IntakeConsumer(faust_aiokafka.Consumer):
+    """Faust's aiokafka consumer; records of a topic with an intake go to that intake's buffer."""
+
+    async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover (runs in every broker test)
+        callback = self.callback
+        intakes = self.app.intakes
+        read_offset = self._read_offset
+        acks_enabled_for = self.app.topics.acks_enabled_for
+        since_yield = 0
+        try:
+            while not (self._stopped.is_set() or fetcher._stopped.is_set()):
+                self.diag.set_flag(CONSUMER_FETCHING)
+                records = self.getmany(timeout=1.0)
+                await self.sleep(0)
+                if self.should_stop:
+                    continue
+                async for tp, message in records:
+                    since_yield += 1
+                    if since_yield > YIELD_EVERY:
+                        await asyncio.sleep(0)
+                        since_yield = 0
+                    offset, last = message.offset, read_offset[tp]
+                    if last is not None and offset < last:
+                        continue  # read again after a seek: Faust drops these too
+                    if last and offset - last > 1 and acks_enabled_for(message.topic):
+                        await self._add_gap(tp, last + 1, offset)  # compacted or transaction markers
+                    if self._commit_every is not None and self._n_acked >= self._commit_every:
+                        self._n_acked = 0
+                        await self.commit()
+                    intake = intakes.get(tp.topic)
+                    if intake is None:
+                        await self.wait_first(callback(message), self.suspend_flow.wait())
+                    else:
+                        await self._hand_over(intake, message)
+                    read_offset[tp] = offset
+                self.diag.unset_flag(CONSUMER_FETCHING)
+        except self.consumer_stopped_errors:
+            if not self.transport.app.should_stop:
+                raise
+        except asyncio.CancelledError:
+            if not self.transport.app.should_stop:
+                raise
+        finally:
+            self.diag.unset_flag(CONSUMER_FETCHING)
+
+    async def _hand_over(self, intake: Intake, message: Message) -> None:
+        """Buffer the record, waiting for room; dropped if flow stops meanwhile (a rebalance: the
+        partitions are read again from their committed offsets)."""
+        if self.suspend_flow.is_set():
+            return
+        while not intake.offer(message):
+            await self.wait_first(intake.room.wait(), self.suspend_flow.wait())
+            if self.suspend_flow.is_set() or self.should_stop:
+                return
+
+
+class IntakeTransport(faust_aiokafka.Transport):
+    Consumer = IntakeConsumer
+
+
+class App(faust.App):
+    """A Faust app whose consumer feeds the intakes registered with :meth:`intake`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.intakes: dict[str, Intake] = {}
+
+    def _new_transport(self) -> IntakeTransport:
+        return IntakeTransport(self.conf.broker_consumer, self)
+
+    def intake(self, topic: faust.TopicT, maxsize: int) -> Intake:
+        """Subscribe to ``topic`` and buffer its records in the returned intake instead of a stream."""
+        (name,) = topic.topics
+        intake = self.intakes[name] = Intake(name, maxsize)
+        self.topics.add(topic)
+        self.flow_control.manage_queue(intake)
+        return intake
+
