@@ -23,7 +23,7 @@ from stream.pages import PageTable
 from stream.sessions import Record, SessionProcessor
 from stream.tools.replay import Outgoing
 
-BATCH = 500
+BATCH = 2000
 """Events per batch, as the worker's default ``PERSONASTREAM_BATCH_SIZE``."""
 
 

@@ -19,7 +19,8 @@ from stream.topics import ensure_topics
 
 CLI = [sys.executable, "-c", "from stream.cli import main; main()"]
 ENV_FIELDS = ("broker", "app_id", "events_topic", "personas_topic", "dlq_topic", "pages_topic", "partitions",
-              "batch_window_s", "session_gap_s", "session_retain_s", "collect_requests_per_s")
+              "batch_size", "batch_window_s", "top_features", "session_gap_s", "session_retain_s",
+              "collect_requests_per_s")
 
 
 @contextmanager

@@ -8,6 +8,7 @@ import platform
 import shutil
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib.metadata import version
@@ -36,10 +37,15 @@ class Options:
     memory_sessions: int = 1_000_000
     offline_events: int = 40_000
     partitions: int = 4
+    ablation_events: int = 200_000
     keep: bool = False
 
 
-QUICK = {"events": 100_000, "latency_s": 8.0, "memory_sessions": 100_000, "offline_events": 10_000}
+QUICK = {"events": 100_000, "latency_s": 8.0, "memory_sessions": 100_000, "offline_events": 10_000,
+         "ablation_events": 50_000}
+WORKER_ABLATIONS = (("as shipped", {}), ("batches of 500 (the default before issue 13)", {"batch_size": 500}),
+                    ("no TreeSHAP explanations (`TOP_FEATURES=0`)", {"top_features": 0}))
+"""Worker settings compared through the broker, one worker each, on the same pre-loaded events."""
 
 
 def _progress(console: Console) -> Progress:
@@ -132,8 +138,10 @@ def _through_kafka(opts: Options, rig: Rig, work: workload.Workload, expected, p
     two = rig.settings("w2", "bench.events", opts.partitions)
     r["pipeline_2"] = kafka.throughput(rig, two, work.catalog, expected, 2, phase("pipeline, 2 workers", total))
 
+    r["worker_ablations"] = _worker_ablations(opts, rig, work, phase)
+
     lat = rig.settings("lat", "lat.events", opts.partitions)
-    low = round(min(opts.rate, r["pipeline_1"]["events_per_s"]) / 2, -2) or 100.0
+    low = round(r["pipeline_1"]["events_per_s"] / 2, -2) or 100.0
     low_records = work.records[len(offered):len(offered) + int(low * opts.latency_s)]
     r["pipeline_latency"], r["pipeline_latency_low"] = kafka.pipeline_latency(
         rig, lat, work.catalog, [(opts.rate, offered), (low, low_records)],
@@ -144,3 +152,20 @@ def _through_kafka(opts: Options, rig: Rig, work: workload.Workload, expected, p
         phase(f"pipeline latency at {low:.0f} ev/s, {SHORT_WINDOW_S * 1000:.0f} ms batch window", len(low_records)))
     r["short_window_s"] = SHORT_WINDOW_S
     return r
+
+
+def _worker_ablations(opts: Options, rig: Rig, work: workload.Workload, phase) -> list[dict]:
+    """One fresh worker per variant of :data:`WORKER_ABLATIONS` over the same first events of the workload."""
+    records = work.records[:opts.ablation_events]
+    expected = Counter(r.key for r in records)
+    topic = "ablation.events"
+    out = []
+    for i, (variant, changes) in enumerate(WORKER_ABLATIONS):
+        conf = rig.settings(f"a{i}", topic, opts.partitions).model_copy(update=changes)
+        if i == 0:
+            rig.topics(conf)
+            kafka.preload(rig.bootstrap, topic, records, lambda n=1: None)
+        result = kafka.throughput(rig, conf, work.catalog, expected, 1,
+                                  phase(f"worker ablation: {variant}", len(records)))
+        out.append({"variant": variant, **result})
+    return out

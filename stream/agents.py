@@ -38,7 +38,7 @@ from stream.logs import collapse_repeats
 from stream.offsets import OffsetGuard
 from stream.pages import compact_json, observation, observed_stats, page_record
 from stream.persona_sync import BANDIT_KEY, PERSONA_KEY, snapshot
-from stream.sessions import Record
+from stream.sessions import BatchResult, Record
 from stream.state_table import read_states, write_states
 
 log = logging.getLogger(__name__)
@@ -70,6 +70,8 @@ async def forget_revoked(app, revoked, **kwargs) -> None:
 @app.on_partitions_assigned.connect
 async def forget_assigned(app, assigned, **kwargs) -> None:
     order.forget(assigned)
+    for intake in (event_intake, observation_intake):
+        intake.forget_rewinds()
     reindex.set()
     await track_output_topics()
 
@@ -162,9 +164,12 @@ async def sessionize() -> None:
     """Validate, sessionize, fold, score and publish, a batch at a time.
 
     Outputs and changelog records go straight to the producer; the batch's offsets are acked only
-    after every record is confirmed, so a crash replays the batch instead of losing it.
+    after every record is confirmed, so a crash replays the batch instead of losing it. The next
+    batch is processed while the broker confirms this one, and handed to the producer only once it
+    has (so a visit's outputs never overtake each other, also when delivery is retried).
     """
     worker = runtime()
+    delivering: asyncio.Future | None = None
     while True:
         batch = await event_intake.take(settings.batch_size, settings.batch_window_s)
         with unacked_on_failure("session batch"):
@@ -191,14 +196,22 @@ async def sessionize() -> None:
                          for letter in result.dead_letters]
             outgoing += [(page_observations.get_topic_name(), page_id.encode(), orjson.dumps(counts), None)
                          for page_id, counts in result.page_observations.items()]
-            await deliver(outgoing)
-            ack(app.consumer, messages)
-            metrics.EVENTS.inc(len(records))
-            metrics.DEAD_LETTERS.inc(len(result.dead_letters))
-            metrics.DUPLICATES.inc(result.duplicates)
-            metrics.PERSONAS.inc(len(result.personas))
-            metrics.VISITS_CLOSED.inc(result.closed)
-            metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+            if delivering is not None:
+                await delivering
+            delivering = asyncio.ensure_future(publish_batch(outgoing, messages, result, started))
+
+
+async def publish_batch(outgoing: list, messages: list, result: BatchResult, started: float) -> None:
+    """Deliver a processed session batch, then acknowledge its records."""
+    with unacked_on_failure("session batch"):
+        await deliver(outgoing)
+        ack(app.consumer, messages)
+        metrics.EVENTS.inc(len(messages))
+        metrics.DEAD_LETTERS.inc(len(result.dead_letters))
+        metrics.DUPLICATES.inc(result.duplicates)
+        metrics.PERSONAS.inc(len(result.personas))
+        metrics.VISITS_CLOSED.inc(result.closed)
+        metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
 
 
 @app.task

@@ -40,6 +40,7 @@ app = App(
     stream_buffer_maxsize=settings.buffer_maxsize,
     broker_max_poll_records=2000,
     producer_linger=0.005,
+    producer_max_batch_size=262144,  # a batch of changelog or persona records per partition goes out in one
     stream_wait_empty=False,  # at stop, commit what is acked and go: unacked records are read again
     broker_session_timeout=20.0,  # a worker that died without leaving hands its partitions over sooner
     key_serializer="raw",

@@ -32,7 +32,8 @@ class Settings(BaseSettings):
                                 "clock are dead letters (they would end every open visit of their partition)")
     max_open_visits: int = Field(1_000_000, ge=1000, description="open visits indexed per partition for ending "
                                  "them by event time; beyond it the least recently active are closed when they return")
-    batch_size: int = Field(500, ge=1, description="events taken per batch by the session agent")
+    batch_size: int = Field(2000, ge=1, description="events taken per batch by the session agent (fewer when "
+                            "the batch window passes first)")
     batch_window_s: float = Field(0.1, gt=0, le=0.5, description="longest wait to fill a batch")
     buffer_maxsize: int = Field(
         200_000, ge=1000, description="events buffered per partition; Faust pauses a full partition and, "

@@ -6,7 +6,12 @@ per event; about 60 µs per record on this project's machine, more than the sess
 itself. :class:`IntakeConsumer` keeps Faust's fetcher, partition assignment, table recovery, flow
 control and offset commits, and only changes what happens to a fetched record of a topic that has
 an :class:`Intake`: it is appended to that intake's buffer, which the agent's task takes a batch at
-a time and acknowledges through :meth:`Intake.ack`. Records of every other topic go the usual way.
+a time and acknowledges with :func:`ack`. Records of every other topic go the usual way.
+
+Faust's flow control clears the buffers of streams when it resumes flow after a rebalance's
+recovery, which also drops records fetched after the recovery's seek (faust-streaming 0.15.3 does
+this to its own streams too). The intake remembers the first offset it dropped per partition and
+the fetch loop seeks back to it, so a dropped record is always read again.
 
 Relies on faust-streaming 0.15.3 internals (``Consumer._drain_messages``, ``_read_offset``,
 ``_add_gap``, ``App._new_transport``); ``pyproject.toml`` pins that version.
@@ -16,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import Any
+from typing import Any, Iterable
 
 import faust
 from faust.transport.consumer import CONSUMER_FETCHING
@@ -41,6 +46,7 @@ class Intake:
         self.topic = topic
         self.maxsize = maxsize
         self._records: deque[Message] = deque()
+        self._rewinds: dict[Any, int] = {}
         self._want = 1
         self._enough = asyncio.Event()
         self.room = asyncio.Event()
@@ -88,11 +94,23 @@ class Intake:
             self._want = 1
 
     def clear(self) -> None:
-        """Drop every buffered record (Faust's flow control does this on a rebalance: the new
-        assignment starts from the committed offsets)."""
+        """Drop every buffered record (Faust's flow control does this on a rebalance); the first
+        offset dropped per partition is kept for :meth:`take_rewinds`."""
+        for message in self._records:
+            tp = message.tp
+            self._rewinds[tp] = min(message.offset, self._rewinds.get(tp, message.offset))
         self._records.clear()
         self.room.set()
         self._enough.set()
+
+    def take_rewinds(self) -> dict[Any, int]:
+        """partition -> first offset dropped by :meth:`clear` since the last call: read it again."""
+        rewinds, self._rewinds = self._rewinds, {}
+        return rewinds
+
+    def forget_rewinds(self) -> None:
+        """A new assignment: Faust seeks every partition to its committed offset itself."""
+        self._rewinds.clear()
 
 
 def ack(consumer: faust_aiokafka.Consumer, messages: list[Message]) -> None:
@@ -112,6 +130,7 @@ class IntakeConsumer(faust_aiokafka.Consumer):
         since_yield = 0
         try:
             while not (self._stopped.is_set() or fetcher._stopped.is_set()):
+                await self._read_dropped_again(intakes.values())
                 self.diag.set_flag(CONSUMER_FETCHING)
                 records = self.getmany(timeout=1.0)
                 await self.sleep(0)
@@ -146,15 +165,28 @@ class IntakeConsumer(faust_aiokafka.Consumer):
         finally:
             self.diag.unset_flag(CONSUMER_FETCHING)
 
+    async def _read_dropped_again(self, intakes: Iterable[Intake]) -> None:
+        assigned = self.assignment()
+        for intake in intakes:
+            for tp, offset in intake.take_rewinds().items():
+                if tp in assigned:
+                    await self.seek(tp, offset)
+
     async def _hand_over(self, intake: Intake, message: Message) -> None:
-        """Buffer the record, waiting for room; dropped if flow stops meanwhile (a rebalance: the
-        partitions are read again from their committed offsets)."""
-        if self.suspend_flow.is_set():
+        """Buffer the record: at once while flow is on and there is room; else, like Faust's own
+        delivery, once flow control lets records through again (after a rebalance's recovery, which
+        clears the buffer first) and there is room, or never if the consumer stops flow meanwhile
+        (a rebalance: the partitions are read again from their committed offsets)."""
+        if self.app.flow_control.is_active() and intake.offer(message):
             return
-        while not intake.offer(message):
-            await self.wait_first(intake.room.wait(), self.suspend_flow.wait())
-            if self.suspend_flow.is_set() or self.should_stop:
+        await self.wait_first(self._offer_when_flowing(intake, message), self.suspend_flow.wait())
+
+    async def _offer_when_flowing(self, intake: Intake, message: Message) -> None:
+        while True:
+            await self.app.flow_control.acquire()
+            if intake.offer(message):
                 return
+            await intake.room.wait()
 
 
 class IntakeTransport(faust_aiokafka.Transport):

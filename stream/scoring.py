@@ -1,13 +1,14 @@
 """Scoring of visits: intent score, explanation, persona and action decision -> PersonaEvent.
 
 Pure (no Kafka): :class:`Scorer` takes the states of the visits a batch touched, scores them in one
-call of the compiled intent model, explains the medium- and high-intent ones (TreeSHAP), assigns
-their personas with the shared persona model, decides their actions with the shared action
-posteriors (:mod:`models.bandit`) and builds one :class:`PersonaEvent` per visit.
+call of the compiled intent model, explains the medium- and high-intent ones (TreeSHAP, in a thread
+meanwhile), assigns their personas with the shared persona model, decides their actions with the
+shared action posteriors (:mod:`models.bandit`) and builds one :class:`PersonaEvent` per visit.
 """
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Sequence
@@ -31,6 +32,8 @@ class Scorer:
     """Re-explain a visit when its score moves by more than this since its last explanation."""
     actions: ActionPolicy = field(default_factory=lambda: ActionPolicy(default_catalog()))
     """Decides each visit's action from the catalog and the shared posteriors (``personas.bandit``)."""
+    _explainer: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, "treeshap"), repr=False)
+    """Runs TreeSHAP (LightGBM releases the GIL) on another core while personas and actions are decided."""
 
     def score(self, visits: Sequence[tuple[bytes, SessionState]]) -> list[PersonaEvent]:
         """One PersonaEvent per ``(session key, state)``; updates each state's ``intent``, ``explained``,
@@ -41,16 +44,22 @@ class Scorer:
         rows = [session_features(state, self.intent.vocabulary) for state in states]
         scores = [float(s) for s in self.intent.score(rows)]
         bands = [self.intent.band(s) for s in scores]
-        self._explain(states, rows, scores, bands)
+        stale = self._stale(states, scores, bands)
+        explaining = (self._explainer.submit(self.intent.contributions, [rows[i] for i in stale], self.top_features)
+                      if stale else None)
         assignments = self.personas.assign([persona_features(state, s) for state, s in zip(states, scores)])
         bandit = self.personas.bandit
+        decisions = [self.actions.decide(key.decode(), state, assignment.name, band, bandit)
+                     for (key, state), band, assignment in zip(visits, bands, assignments)]
+        if explaining is not None:
+            for i, top in zip(stale, explaining.result()):
+                states[i].explained = scores[i]
+                states[i].top = [[feature, round(value, 4)] for feature, value in top]
         out = []
-        for (key, state), score, band, assignment in zip(visits, scores, bands, assignments):
+        for (key, state), score, band, assignment, decision in zip(visits, scores, bands, assignments, decisions):
             state.intent = score
-            session_id = key.decode()
-            decision = self.actions.decide(session_id, state, assignment.name, band, bandit)
             out.append(PersonaEvent(
-                session_id=session_id, visit=state.visit,
+                session_id=key.decode(), visit=state.visit,
                 event_time=datetime.fromtimestamp(state.last_ts, timezone.utc),
                 persona=assignment.name, persona_id=assignment.persona_id,
                 persona_confidence=assignment.confidence, intent_score=score, intent_band=band,
@@ -63,13 +72,12 @@ class Scorer:
                 events_seen=state.events, page_views=state.page_views, bot=state.bot))
         return out
 
-    def _explain(self, states: list[SessionState], rows: list[list[float]], scores: list[float],
-                 bands: list[str]) -> None:
-        """TreeSHAP top features for medium- and high-intent visits whose band changed or whose score moved
-        by more than ``explain_delta`` since they were last explained (TreeSHAP costs ~500 compiled
-        scores); a low-intent visit carries none."""
+    def _stale(self, states: list[SessionState], scores: list[float], bands: list[str]) -> list[int]:
+        """The visits to explain (TreeSHAP top features): medium- and high-intent visits whose band changed
+        or whose score moved by more than ``explain_delta`` since they were last explained (TreeSHAP costs
+        ~500 compiled scores); a low-intent visit carries none."""
         if not self.top_features:
-            return
+            return []
         stale = []
         for i, state in enumerate(states):
             if bands[i] == "low":
@@ -77,8 +85,4 @@ class Scorer:
             elif (state.explained < 0 or abs(scores[i] - state.explained) > self.explain_delta
                   or self.intent.band(state.explained) != bands[i]):
                 stale.append(i)
-        if not stale:
-            return
-        for i, top in zip(stale, self.intent.contributions([rows[i] for i in stale], self.top_features)):
-            states[i].explained = scores[i]
-            states[i].top = [[feature, round(value, 4)] for feature, value in top]
+        return stale

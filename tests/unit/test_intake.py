@@ -1,0 +1,123 @@
+"""The intake buffer between the consumer's fetch loop and the session agent (no Kafka)."""
+
+import asyncio
+import doctest
+from typing import NamedTuple
+
+import pytest
+
+import stream.intake
+from stream.intake import Intake
+
+
+def test_doctests() -> None:
+    assert doctest.testmod(stream.intake).failed == 0
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_take_returns_a_full_batch_at_once_in_fetch_order() -> None:
+    async def scenario():
+        intake = Intake("events", maxsize=100)
+        for i in range(7):
+            assert intake.offer(i)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        batch = await intake.take(5, within=10.0)
+        return batch, loop.time() - started, await intake.take(5, within=0.01)
+
+    batch, waited, rest = run(scenario())
+    assert batch == [0, 1, 2, 3, 4]
+    assert waited < 1.0  # full: no wait for the window
+    assert rest == [5, 6]
+
+
+def test_take_waits_for_the_first_record_then_at_most_the_window() -> None:
+    async def scenario():
+        intake = Intake("events", maxsize=100)
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.05, intake.offer, "a")
+        loop.call_later(0.07, intake.offer, "b")
+        started = loop.time()
+        batch = await intake.take(1000, within=0.2)
+        return batch, loop.time() - started
+
+    batch, waited = run(scenario())
+    assert batch == ["a", "b"]
+    assert 0.2 <= waited < 1.0
+
+
+def test_a_full_intake_refuses_until_a_take_makes_room() -> None:
+    async def scenario():
+        intake = Intake("events", maxsize=3)
+        offered = [intake.offer(i) for i in range(4)]
+        room_before = intake.room.is_set()
+        await intake.take(2, within=0.01)
+        return offered, room_before, intake.room.is_set(), intake.offer(9), len(intake)
+
+    offered, room_before, room_after, accepted, size = run(scenario())
+    assert offered == [True, True, True, False]
+    assert not room_before and room_after
+    assert accepted and size == 2
+
+
+class Fetched(NamedTuple):
+    tp: str
+    offset: int
+
+
+def test_clear_drops_buffered_records_and_wakes_a_waiting_take_without_returning_them() -> None:
+    async def scenario():
+        intake = Intake("events", maxsize=10)
+        intake.offer(Fetched("p0", 7))
+        intake.clear()
+        assert len(intake) == 0
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.05, intake.offer, Fetched("p0", 7))
+        return await asyncio.wait_for(intake.take(10, within=0.01), timeout=5)
+
+    assert run(scenario()) == [Fetched("p0", 7)]
+
+
+def test_clear_remembers_the_first_dropped_offset_of_each_partition_until_taken() -> None:
+    intake = Intake("events", maxsize=10)
+    for record in [Fetched("p0", 5), Fetched("p1", 3), Fetched("p0", 6)]:
+        intake.offer(record)
+    intake.clear()
+    intake.offer(Fetched("p1", 2))
+    intake.clear()
+    assert intake.take_rewinds() == {"p0": 5, "p1": 2}
+    assert intake.take_rewinds() == {}
+
+
+def test_a_new_assignment_forgets_the_rewinds() -> None:
+    intake = Intake("events", maxsize=10)
+    intake.offer(Fetched("p0", 5))
+    intake.clear()
+    intake.forget_rewinds()
+    assert intake.take_rewinds() == {}
+
+
+@pytest.mark.parametrize("maxsize", [1, 50])
+def test_every_offered_record_is_taken_once_in_order(maxsize: int) -> None:
+    async def scenario():
+        intake = Intake("events", maxsize=maxsize)
+        taken: list[int] = []
+
+        async def produce():
+            for i in range(500):
+                while not intake.offer(i):
+                    await intake.room.wait()
+                if i % 37 == 0:
+                    await asyncio.sleep(0)
+
+        async def consume():
+            while len(taken) < 500:
+                taken.extend(await intake.take(64, within=0.001))
+
+        await asyncio.wait_for(asyncio.gather(produce(), consume()), timeout=30)
+        return taken
+
+    assert run(scenario()) == list(range(500))
