@@ -67,6 +67,7 @@ class BetaBandit:
         """source -> sequence number of its newest hand-over absorbed."""
         self._version: str | None = None
         self._propensities: dict[tuple[Context, tuple[str, ...]], list[float]] = {}
+        self._posterior_cache: dict[tuple[Context, tuple[str, ...]], tuple[np.ndarray, np.ndarray]] = {}
 
     # -- learning --
 
@@ -76,6 +77,7 @@ class BetaBandit:
         counts[0 if reward else 1] += 1
         self._version = None
         self._propensities.clear()
+        self._posterior_cache.clear()
 
     @property
     def learned(self) -> int:
@@ -93,8 +95,11 @@ class BetaBandit:
         return a, b
 
     def _posteriors(self, context: Context, arms: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        ab = np.array([self.posterior(context, arm) for arm in arms])
-        return ab[:, 0], ab[:, 1]
+        key = (context, tuple(arms))
+        if key not in self._posterior_cache:
+            ab = np.array([self.posterior(context, arm) for arm in arms])
+            self._posterior_cache[key] = ab[:, 0], ab[:, 1]
+        return self._posterior_cache[key]
 
     def predict_one(self, context: Context, arms: Sequence[str], rng: np.random.Generator) -> str:
         """The arm with the largest draw from its posterior (Thompson sampling); ties go to the first."""
