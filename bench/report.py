@@ -40,9 +40,10 @@ def write(r: Results, markdown: Path, json_file: Path) -> Results:
     return r
 
 
-KEPT = (("<!-- soak -->", "<!-- /soak -->"), ("<!-- web -->", "<!-- /web -->"))
-"""Marked sections of BENCHMARKS.md other commands write (``personastream soak``, ``bench-web``); a bench
-run keeps them."""
+KEPT = (("<!-- commits -->", "<!-- /commits -->"), ("<!-- soak -->", "<!-- /soak -->"),
+        ("<!-- web -->", "<!-- /web -->"))
+"""Marked sections of BENCHMARKS.md other commands write (``personastream bench-commits``, ``soak``,
+``bench-web``); a bench run keeps them."""
 
 
 def replace_section(markdown: Path, begin: str, end: str, section: str) -> None:

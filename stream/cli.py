@@ -365,6 +365,26 @@ def bench_web(csv: Path = typer.Option(DEFAULT_UCI, help="UCI Online Shoppers CS
                   f"{results['collector']['collector_process']['events_per_s']} ev/s; wrote {out} and {json_out}")
 
 
+@cli.command("bench-commits")
+def bench_commits(refs: list[str] = typer.Argument(..., help="git commits to compare, oldest first"),
+                  events: int = typer.Option(200_000, help="events pre-loaded once, read by every worker"),
+                  rounds: int = typer.Option(2, help="rounds; each runs every commit once, in the given order"),
+                  csv: Path = typer.Option(DEFAULT_UCI, help="UCI Online Shoppers CSV replayed as visits"),
+                  out: Path = typer.Option(Path("BENCHMARKS.md"), help="Markdown report; only its commits section "
+                                           "is replaced"),
+                  json_out: Path = typer.Option(Path("benchmarks-commits.json"), "--json",
+                                                help="the JSON results")) -> None:
+    """One worker of each commit over the same pre-loaded events, on a fresh local broker: what each change bought."""
+    from bench.commits import run
+
+    if not csv.is_file():
+        fail(f"{csv} does not exist")
+    results = run(csv.resolve(), refs, events, rounds, out.resolve(), json_out.resolve(), console.print)
+    for commit in results["commits"]:
+        console.print(f"{commit['subject'][:70]}: median {commit['median_events_per_s']:,.0f} ev/s")
+    console.print(f"wrote {out} and {json_out}")
+
+
 @cli.command()
 def soak(minutes: float = typer.Option(10.0, help="measured minutes, after the warm-up"),
          rate: float = typer.Option(1500.0, help="events/s produced, steadily"),
