@@ -34,10 +34,11 @@ class Settings(BaseSettings):
                                  "them by event time; beyond it the least recently active are closed when they return")
     batch_size: int = Field(2000, ge=1, description="events taken per batch by the session agent (fewer when "
                             "the batch window passes first)")
-    batch_window_s: float = Field(0.1, gt=0, le=0.5, description="longest wait to fill a batch")
+    batch_window_s: float = Field(0.03, gt=0, le=0.5, description="longest an event waits for its batch to fill "
+                                  "(counted from its arrival)")
     buffer_maxsize: int = Field(
-        200_000, ge=1000, description="events buffered per partition; Faust pauses a full partition and, "
-        "in 0.15.3, may fail to resume it (stalls), so keep it above the in-flight volume")
+        200_000, ge=1000, description="records buffered by the events and the page-observations intakes (the fetch "
+        "loop waits while one is full) and per partition of Faust's other streams")
     top_features: int = Field(3, ge=0, le=10, description="TreeSHAP top features in each medium/high-intent "
                               "PersonaEvent; 0 turns explanations off (about 2× the processor's throughput)")
     explain_delta: float = Field(

@@ -38,6 +38,8 @@ async def _send_batches(outgoing: list[Outgoing]) -> list[asyncio.Future]:
     the accumulator per record); a batch builder costs ~2 µs a record.
     """
     producer = app.producer._ensure_producer()  # faust-streaming 0.15.3: the aiokafka producer
+    for topic in {topic for topic, _, _, partition in outgoing if partition is None}:
+        await producer.client._wait_on_metadata(topic)  # the partitioner needs the topic's partitions
     by_partition: dict[tuple[str, int], list[tuple[bytes | None, bytes | None]]] = {}
     for topic, key, value, partition in outgoing:
         if partition is None:

@@ -20,6 +20,7 @@ Relies on faust-streaming 0.15.3 internals (``Consumer._drain_messages``, ``_rea
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from typing import Any, Iterable
 
@@ -48,6 +49,8 @@ class Intake:
         self._records: deque[Message] = deque()
         self._rewinds: dict[Any, int] = {}
         self._want = 1
+        self._since = 0.0
+        """When the oldest buffered record arrived (``time.monotonic()``)."""
         self._enough = asyncio.Event()
         self.room = asyncio.Event()
         self.room.set()
@@ -61,19 +64,23 @@ class Intake:
         if len(records) >= self.maxsize:
             self.room.clear()
             return False
+        if not records:
+            self._since = time.monotonic()
         records.append(message)
         if len(records) >= self._want:
             self._enough.set()
         return True
 
     async def take(self, max_records: int, within: float) -> list[Message]:
-        """The next ``max_records`` records, or fewer once ``within`` seconds passed since the first arrived."""
+        """The next ``max_records`` records, or fewer once the oldest of them has waited ``within`` seconds
+        (records that arrived while the last batch was processed do not wait again)."""
         loop = asyncio.get_running_loop()
         while True:
             if not self._records:
                 await self._wait_for(1)
-            if len(self._records) < max_records:
-                timer = loop.call_later(within, self._enough.set)
+            left = self._since + within - time.monotonic()
+            if len(self._records) < max_records and left > 0:
+                timer = loop.call_later(left, self._enough.set)
                 try:
                     await self._wait_for(max_records)
                 finally:

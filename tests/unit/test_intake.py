@@ -49,6 +49,22 @@ def test_take_waits_for_the_first_record_then_at_most_the_window() -> None:
     assert 0.2 <= waited < 1.0
 
 
+def test_records_that_already_waited_the_window_are_taken_at_once() -> None:
+    async def scenario():
+        intake = Intake("events", maxsize=100)
+        intake.offer("a")
+        await asyncio.sleep(0.3)  # the last batch was being processed meanwhile
+        intake.offer("b")
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        batch = await intake.take(1000, within=0.25)
+        return batch, loop.time() - started
+
+    batch, waited = run(scenario())
+    assert batch == ["a", "b"]
+    assert waited < 0.2
+
+
 def test_a_full_intake_refuses_until_a_take_makes_room() -> None:
     async def scenario():
         intake = Intake("events", maxsize=3)
