@@ -124,10 +124,12 @@ async def hand_over_at_shutdown(app, **kwargs) -> None:
 
 async def hand_over_learning() -> None:
     """Send what this worker's persona learner and action rewards learned to the merging worker."""
-    shared = runtime().personas
-    records = [(persona_learning.get_topic_name(), None, blob, None) for blob in shared.take_learning()]
+    worker = runtime()
+    shared = worker.personas
+    learning = await worker.serially(shared.take_learning)
+    records = [(persona_learning.get_topic_name(), None, blob, None) for blob in learning]
     metrics.PERSONA_HANDOVERS.inc(len(records))
-    rewards = shared.take_rewards()
+    rewards = await worker.serially(shared.take_rewards)
     if rewards is not None:
         records.append((persona_learning.get_topic_name(), BANDIT_KEY, rewards, None))
     await deliver(records)
@@ -151,11 +153,12 @@ async def merge_persona_learning(stream):
                 log.warning("skipping a bad learning record: %s", exc)
         outgoing = []
         if learners:
-            outgoing.append((persona_model.get_topic_name(), PERSONA_KEY, shared.absorb(learners).to_bytes(), None))
+            merged = await runtime().serially(shared.absorb, learners)
+            outgoing.append((persona_model.get_topic_name(), PERSONA_KEY, merged.to_bytes(), None))
             metrics.PERSONA_MERGES.inc()
         if handovers:
-            outgoing.append((persona_model.get_topic_name(), BANDIT_KEY, shared.absorb_rewards(handovers).to_bytes(),
-                             None))
+            posteriors = await runtime().serially(shared.absorb_rewards, handovers)
+            outgoing.append((persona_model.get_topic_name(), BANDIT_KEY, posteriors.to_bytes(), None))
         await deliver(outgoing)
 
 
@@ -176,7 +179,7 @@ async def sessionize() -> None:
             await worker.wait_ready()
             if reindex.is_set():
                 reindex.clear()
-                indexed = worker.processor.restore_index(read_states(sessions).items())
+                indexed = await worker.serially(worker.processor.restore_index, list(read_states(sessions).items()))
                 log.info("indexed %d stored sessions", indexed)
             started = time.perf_counter()
             messages, rewind = order.admit([(m.tp, m.offset, m) for m in batch])
@@ -185,7 +188,7 @@ async def sessionize() -> None:
                 await app.consumer.seek(tp, offset)
                 metrics.REWINDS.inc()
             records = [Record(m.key, m.value, m.topic, m.partition, m.offset) for m in messages]
-            result = worker.processor.process(records, read_states(sessions))
+            result = await worker.serially(worker.processor.process, records, read_states(sessions))
             outgoing = write_states(sessions, result.states)
             published = {p.session_id.encode(): p.model_dump_json().encode() for p in result.personas}
             latest = {key: (partition, published.get(key)) for key, (partition, blob) in result.states.items()

@@ -8,6 +8,7 @@ worker loads is built once, at worker start-up, by :func:`runtime`.
 
 from __future__ import annotations
 
+import sys
 from functools import cache
 from typing import TYPE_CHECKING
 
@@ -21,6 +22,10 @@ if TYPE_CHECKING:
     from stream.runtime import Runtime
 
 settings = config.current()
+
+SWITCH_INTERVAL_S = 0.001
+"""How long the processor's thread holds the GIL before the event loop may take it (Python's default is
+5 ms): web requests and fetches wait at most about this long while a batch is processed."""
 
 app = App(
     settings.app_id,
@@ -82,4 +87,5 @@ def runtime() -> Runtime:
 
 @app.on_worker_init.connect
 def load_runtime(app: faust.App, **kwargs) -> None:
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     runtime()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from concurrent.futures import Executor
 from typing import AsyncIterator, Callable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -45,11 +46,21 @@ async def poll_topic(bootstrap: str, topic: str, from_beginning: bool = True,
 
 class CompactedFeed:
     """Every worker's copy of a compacted topic: each record goes to ``apply``, from the start, to
-    the end before ``ready`` is set, then live. Records ``apply`` rejects (ValueError) are skipped."""
+    the end before ``ready`` is set, then live. Records ``apply`` rejects (ValueError) are skipped.
+    With an ``executor``, ``apply`` runs there (in order: a one-thread executor shared with the code
+    that reads what ``apply`` changes)."""
 
-    def __init__(self, bootstrap: str, topic: str, apply: Callable[[bytes, bytes | None], None]) -> None:
-        self.bootstrap, self.topic, self.apply = bootstrap, topic, apply
+    def __init__(self, bootstrap: str, topic: str, apply: Callable[[bytes, bytes | None], None],
+                 executor: Executor | None = None) -> None:
+        self.bootstrap, self.topic, self.apply, self.executor = bootstrap, topic, apply, executor
         self.ready = asyncio.Event()
+
+    def _apply_all(self, records: list) -> None:
+        for record in records:
+            try:
+                self.apply(record.key, record.value)
+            except ValueError as exc:
+                log.warning("skipping bad record at %s:%s:%s: %s", record.topic, record.partition, record.offset, exc)
 
     async def run(self) -> None:
         consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False, group_id=None,
@@ -60,12 +71,12 @@ class CompactedFeed:
             end = await consumer.end_offsets(partitions)
             pending = set(partitions)
             while True:
-                for tp, records in (await consumer.getmany(timeout_ms=200, max_records=5000)).items():
-                    for record in records:
-                        try:
-                            self.apply(record.key, record.value)
-                        except ValueError as exc:
-                            log.warning("skipping bad record at %s:%s: %s", tp, record.offset, exc)
+                fetched = [r for records in (await consumer.getmany(timeout_ms=200, max_records=5000)).values()
+                           for r in records]
+                if fetched and self.executor is not None:
+                    await asyncio.get_running_loop().run_in_executor(self.executor, self._apply_all, fetched)
+                else:
+                    self._apply_all(fetched)
                 if not self.ready.is_set():
                     pending = {tp for tp in pending if await consumer.position(tp) < end[tp]}
                     if not pending:

@@ -3,7 +3,10 @@ feeds that keep every worker's copy of the compacted pages and persona-model top
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable, TypeVar
 
 from models.actions import ActionCatalog
 from models.intent import IntentModel
@@ -14,12 +17,17 @@ from stream.persona_sync import SharedPersona
 from stream.sessions import SessionProcessor
 from stream.topics import persona_model_topic
 
+T = TypeVar("T")
+
 
 @dataclass(frozen=True)
 class Runtime:
     processor: SessionProcessor
     page_feed: CompactedFeed
     persona_feed: CompactedFeed
+    serial: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, "processor"))
+    """The one thread that runs the processor and everything that changes its models, in submission
+    order: the event loop stays free for fetching, producing and web requests meanwhile."""
 
     @classmethod
     def build(cls, conf: Settings) -> "Runtime":
@@ -30,9 +38,15 @@ class Runtime:
         intent = IntentModel.load().compiled(conf.model_cache)
         pages = PageTable(prior=intent.page_prior)
         processor = SessionProcessor.for_worker(conf, intent, pages, catalog)
-        return cls(processor=processor,
-                   page_feed=CompactedFeed(conf.bootstrap, conf.pages_topic, pages.apply),
-                   persona_feed=CompactedFeed(conf.bootstrap, persona_model_topic(conf), processor.personas.apply))
+        serial = ThreadPoolExecutor(1, "processor")
+        return cls(processor=processor, serial=serial,
+                   page_feed=CompactedFeed(conf.bootstrap, conf.pages_topic, pages.apply, serial),
+                   persona_feed=CompactedFeed(conf.bootstrap, persona_model_topic(conf), processor.personas.apply,
+                                              serial))
+
+    async def serially(self, fn: Callable[..., T], *args) -> T:
+        """``fn(*args)`` on the processor's thread, after everything submitted before it."""
+        return await asyncio.get_running_loop().run_in_executor(self.serial, fn, *args)
 
     @property
     def pages(self) -> PageTable:
