@@ -92,16 +92,6 @@ class Rig:
                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         return process, port
 
-    @staticmethod
-    def stop_process(process: subprocess.Popen, timeout: float = 30.0) -> None:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
-
     def log(self, index: int) -> Path:
         return self.home / f"worker-{index}.log"
 

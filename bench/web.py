@@ -20,6 +20,7 @@ from bench import kafka, report, workload
 from bench.rig import Rig, local_broker, sigterm_as_interrupt
 from bench.stats import percentile
 from stream.config import Settings
+from stream.tools.broker import stop_process
 from stream.tools.replay import Outgoing, paced, produce, seed_pages
 
 LOOKUP_TARGET_P99_MS = 10.0
@@ -170,7 +171,7 @@ def collector_throughput(rig: Rig, conf: Settings, seconds: float = 15.0, per_re
         _wait_http(port)
         out["collector_process"] = asyncio.run(_blast(port, seconds, per_request, concurrency))
     finally:
-        rig.stop_process(process)
+        stop_process(process)
     return out
 
 

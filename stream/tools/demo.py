@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ from rich.table import Table
 from models.training.uci import read_uci
 from stream.config import settings
 from stream.kafka_io import poll_topic
-from stream.tools.broker import LocalBroker, free_port
+from stream.tools.broker import LocalBroker, free_port, stop_process
 from stream.tools.replay import paced, produce, seed_pages, uci_records
 from stream.topics import ensure_topics
 
@@ -96,13 +95,8 @@ def main() -> int:
         show(latest, {f"uci-{i}": bool(v) for i, v in enumerate(frame["Revenue"])})
         return 0 if done == len(expected) else 1
     finally:
-        if worker is not None and worker.poll() is None:
-            worker.send_signal(signal.SIGTERM)
-            try:
-                worker.wait(30)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-                worker.wait()
+        if worker is not None:
+            stop_process(worker)
         broker.stop()
         console.print("stopped the worker and the broker")
 

@@ -542,13 +542,12 @@ def demo(visits: int = 4000, out: Path = Path("reports/bandit")) -> int:
     with the shipped example truth; prints the lift; stops everything it started."""
     import os
     import shutil
-    import signal
     import subprocess
     import sys
 
     from models.training.uci import read_uci
     from stream.config import settings
-    from stream.tools.broker import LocalBroker, free_port
+    from stream.tools.broker import LocalBroker, free_port, stop_process
     from stream.topics import ensure_topics
 
     root = Path(__file__).resolve().parents[2]
@@ -576,13 +575,7 @@ def demo(visits: int = 4000, out: Path = Path("reports/bandit")) -> int:
         return 0
     finally:
         for worker in workers:
-            if worker.poll() is None:
-                worker.send_signal(signal.SIGTERM)
-                try:
-                    worker.wait(30)
-                except subprocess.TimeoutExpired:
-                    worker.kill()
-                    worker.wait()
+            stop_process(worker)
         broker.stop()
         print("stopped the workers and the broker")
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.partitioner import murmur2
 
 from stream.kafka_io import poll_topic
-from stream.tools.broker import free_port
+from stream.tools.broker import free_port, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-c", "from stream.cli import main; main()"]
@@ -113,13 +112,7 @@ class Pipeline:
 
     def stop_worker(self, process: subprocess.Popen, timeout: float = 30) -> None:
         process.stopped = True
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
+        stop_process(process, timeout)
 
     def stop_all(self) -> None:
         for process in self.workers:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import subprocess
 import time
 import urllib.error
@@ -32,7 +31,7 @@ from selenium.webdriver.common.selenium_manager import SeleniumManager
 from selenium.webdriver.support.ui import WebDriverWait
 
 from schemas.privacy import opaque_problem
-from stream.tools.broker import free_port
+from stream.tools.broker import free_port, stop_process
 from stream.tools.demo_site import CATALOG
 from tests.broker.harness import CLI, ROOT, partition_of
 
@@ -109,13 +108,7 @@ def demo_site(pipeline, port: int, endpoint: str):
                 time.sleep(0.2)
         yield process
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
+        stop_process(process, 10)
         log.close()
 
 
