@@ -70,7 +70,7 @@ async def forget_revoked(app, revoked, **kwargs) -> None:
 @app.on_partitions_assigned.connect
 async def forget_assigned(app, assigned, **kwargs) -> None:
     order.forget(assigned)
-    for intake in (event_intake, observation_intake):
+    for intake in app.intakes.values():
         intake.forget_rewinds()
     reindex.set()
     await track_output_topics()

@@ -49,11 +49,10 @@ async def _send_batches(outgoing: list[Outgoing]) -> list[asyncio.Future]:
     for (topic, partition), records in by_partition.items():
         batch = producer.create_batch()
         for key, value in records:
-            if batch.append(key=key, value=value, timestamp=None) is None:
+            if batch.append(key=key, value=value, timestamp=None) is None:  # full: a new batch always takes one
                 sent.append(await producer.send_batch(batch, topic, partition=partition))
                 batch = producer.create_batch()
-                if batch.append(key=key, value=value, timestamp=None) is None:
-                    raise ValueError(f"a record of {len(value or b'')} bytes for {topic} exceeds the batch size")
+                batch.append(key=key, value=value, timestamp=None)
         sent.append(await producer.send_batch(batch, topic, partition=partition))
     return sent
 

@@ -36,15 +36,14 @@ YIELD_EVERY = 100
 class Intake:
     """Fetched records of one topic, buffered in fetch order until the agent takes a batch.
 
-    >>> intake = Intake("events", maxsize=2)
+    >>> intake = Intake(maxsize=2)
     >>> intake.offer("a"), intake.offer("b"), intake.offer("c")
     (True, True, False)
     >>> asyncio.run(intake.take(10, within=0.01))
     ['a', 'b']
     """
 
-    def __init__(self, topic: str, maxsize: int) -> None:
-        self.topic = topic
+    def __init__(self, maxsize: int) -> None:
         self.maxsize = maxsize
         self._records: deque[Message] = deque()
         self._rewinds: dict[Any, int] = {}
@@ -213,7 +212,7 @@ class App(faust.App):
     def intake(self, topic: faust.TopicT, maxsize: int) -> Intake:
         """Subscribe to ``topic`` and buffer its records in the returned intake instead of a stream."""
         (name,) = topic.topics
-        intake = self.intakes[name] = Intake(name, maxsize)
+        intake = self.intakes[name] = Intake(maxsize)
         self.topics.add(topic)
         self.flow_control.manage_queue(intake)
         return intake

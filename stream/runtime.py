@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, TypeVar
 
 from models.actions import ActionCatalog
@@ -25,7 +25,7 @@ class Runtime:
     processor: SessionProcessor
     page_feed: CompactedFeed
     persona_feed: CompactedFeed
-    serial: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, "processor"))
+    serial: ThreadPoolExecutor
     """The one thread that runs the processor and everything that changes its models, in submission
     order: the event loop stays free for fetching, producing and web requests meanwhile."""
 

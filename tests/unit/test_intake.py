@@ -20,7 +20,7 @@ def run(coro):
 
 def test_take_returns_a_full_batch_at_once_in_fetch_order() -> None:
     async def scenario():
-        intake = Intake("events", maxsize=100)
+        intake = Intake(maxsize=100)
         for i in range(7):
             assert intake.offer(i)
         loop = asyncio.get_running_loop()
@@ -36,7 +36,7 @@ def test_take_returns_a_full_batch_at_once_in_fetch_order() -> None:
 
 def test_take_waits_for_the_first_record_then_at_most_the_window() -> None:
     async def scenario():
-        intake = Intake("events", maxsize=100)
+        intake = Intake(maxsize=100)
         loop = asyncio.get_running_loop()
         loop.call_later(0.05, intake.offer, "a")
         loop.call_later(0.07, intake.offer, "b")
@@ -51,7 +51,7 @@ def test_take_waits_for_the_first_record_then_at_most_the_window() -> None:
 
 def test_records_that_already_waited_the_window_are_taken_at_once() -> None:
     async def scenario():
-        intake = Intake("events", maxsize=100)
+        intake = Intake(maxsize=100)
         intake.offer("a")
         await asyncio.sleep(0.3)  # the last batch was being processed meanwhile
         intake.offer("b")
@@ -67,7 +67,7 @@ def test_records_that_already_waited_the_window_are_taken_at_once() -> None:
 
 def test_a_full_intake_refuses_until_a_take_makes_room() -> None:
     async def scenario():
-        intake = Intake("events", maxsize=3)
+        intake = Intake(maxsize=3)
         offered = [intake.offer(i) for i in range(4)]
         room_before = intake.room.is_set()
         await intake.take(2, within=0.01)
@@ -86,7 +86,7 @@ class Fetched(NamedTuple):
 
 def test_clear_drops_buffered_records_and_wakes_a_waiting_take_without_returning_them() -> None:
     async def scenario():
-        intake = Intake("events", maxsize=10)
+        intake = Intake(maxsize=10)
         intake.offer(Fetched("p0", 7))
         intake.clear()
         assert len(intake) == 0
@@ -98,7 +98,7 @@ def test_clear_drops_buffered_records_and_wakes_a_waiting_take_without_returning
 
 
 def test_clear_remembers_the_first_dropped_offset_of_each_partition_until_taken() -> None:
-    intake = Intake("events", maxsize=10)
+    intake = Intake(maxsize=10)
     for record in [Fetched("p0", 5), Fetched("p1", 3), Fetched("p0", 6)]:
         intake.offer(record)
     intake.clear()
@@ -109,7 +109,7 @@ def test_clear_remembers_the_first_dropped_offset_of_each_partition_until_taken(
 
 
 def test_a_new_assignment_forgets_the_rewinds() -> None:
-    intake = Intake("events", maxsize=10)
+    intake = Intake(maxsize=10)
     intake.offer(Fetched("p0", 5))
     intake.clear()
     intake.forget_rewinds()
@@ -119,7 +119,7 @@ def test_a_new_assignment_forgets_the_rewinds() -> None:
 @pytest.mark.parametrize("maxsize", [1, 50])
 def test_every_offered_record_is_taken_once_in_order(maxsize: int) -> None:
     async def scenario():
-        intake = Intake("events", maxsize=maxsize)
+        intake = Intake(maxsize=maxsize)
         taken: list[int] = []
 
         async def produce():
