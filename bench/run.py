@@ -19,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from bench import kafka, offline, report, spy, workload
 from bench.rig import Rig, local_broker, sigterm_as_interrupt
+from stream import gc_pauses
 from stream.config import settings
 
 SHORT_WINDOW_S = 0.02
@@ -44,7 +45,8 @@ class Options:
 QUICK = {"events": 100_000, "latency_s": 8.0, "memory_sessions": 100_000, "offline_events": 10_000,
          "ablation_events": 50_000}
 WORKER_ABLATIONS = (("as shipped", {}), ("batches of 500 (the default before issue 13)", {"batch_size": 500}),
-                    ("no TreeSHAP explanations (`TOP_FEATURES=0`)", {"top_features": 0}))
+                    ("no TreeSHAP explanations (`TOP_FEATURES=0`)", {"top_features": 0}),
+                    ("start-up objects not frozen out of GC (`GC_FREEZE=false`)", {"gc_freeze": False}))
 """Worker settings compared through the broker, one worker each, on the same pre-loaded events."""
 
 
@@ -89,6 +91,7 @@ def _phases(opts: Options, home: Path, progress: Progress) -> report.Results:
     step()
 
     intent = offline.worker_intent()
+    gc_pauses.freeze_startup()  # as a worker does after loading: full collections skip the workload and models
     sample = work.records[:opts.offline_events]
     step = phase("offline: processor, scoring, memory, profile, ablations", 6)
     r["processor"], timed, states = offline.processor_rate(intent, work.catalog, sample)

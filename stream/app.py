@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import faust
 
-from stream import config
+from stream import config, gc_pauses
 from stream.intake import App
 from stream.topics import page_observations_topic, persona_learning_topic, persona_model_topic
 
@@ -89,3 +89,6 @@ def runtime() -> Runtime:
 def load_runtime(app: faust.App, **kwargs) -> None:
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     runtime()
+    gc_pauses.time_pauses()
+    if settings.gc_freeze:
+        gc_pauses.freeze_startup()
