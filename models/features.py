@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 from base64 import b64decode, b64encode
 from dataclasses import dataclass, field, fields
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta
+from functools import lru_cache
 from hashlib import blake2b
 from operator import attrgetter
 from typing import Callable, Mapping, Sequence
@@ -183,25 +184,32 @@ FEATURES = (
 Vocabulary = Mapping[str, Mapping[str, int]]
 
 
+@lru_cache(maxsize=4096)
+def _calendar(day: int) -> tuple[str, float, float]:
+    """(month, special-day closeness, weekend) of a UTC day, counted in days since the epoch."""
+    start = date(1970, 1, 1) + timedelta(days=day)
+    return str(start.month), special_day(start), float(is_weekend(start))
+
+
+def _start_day(state: SessionState) -> tuple[str, float, float]:
+    return _calendar(int(state.start_ts // 86400))
+
+
+def _context(state: SessionState, month: str) -> tuple[str, ...]:
+    """The categorical values of a visit before encoding, in :data:`CATEGORICAL` order."""
+    return month, state.os, state.browser, state.region, state.traffic_source, state.visitor_type
+
+
 def raw_context(state: SessionState) -> dict[str, str]:
     """The categorical values of a visit before encoding."""
-    start = datetime.fromtimestamp(state.start_ts, tz=timezone.utc)
-    return {
-        "Month": str(start.month),
-        "OperatingSystems": state.os,
-        "Browser": state.browser,
-        "Region": state.region,
-        "TrafficType": state.traffic_source,
-        "VisitorType": state.visitor_type,
-    }
+    return dict(zip(CATEGORICAL, _context(state, _start_day(state)[0])))
 
 
 def session_features(state: SessionState, vocabulary: Vocabulary) -> list[float]:
     """The feature vector of a visit, in :data:`FEATURES` order (NaN for unknown categories)."""
-    start = datetime.fromtimestamp(state.start_ts, tz=timezone.utc).date()
+    month, special, weekend = _start_day(state)
     n = state.page_views
-    context = raw_context(state)
-    codes = [float(vocabulary[name].get(context[name], math.nan)) for name in CATEGORICAL]
+    codes = [float(vocabulary[name].get(value, math.nan)) for name, value in zip(CATEGORICAL, _context(state, month))]
     total_pages = state.admin_views + state.info_views + state.product_views
     total_duration = state.admin_seconds + state.info_seconds + state.product_seconds
     return [
@@ -211,9 +219,9 @@ def session_features(state: SessionState, vocabulary: Vocabulary) -> list[float]
         state.bounce_rate_sum / n if n else math.nan,
         state.exit_rate_sum / n if n else math.nan,
         state.page_value_sum / n if n else 0.0,
-        special_day(start),
+        special,
         *codes,
-        float(is_weekend(start)),
+        weekend,
         total_pages, total_duration,
         state.product_seconds / state.product_views if state.product_views else 0.0,
         state.page_value_sum,

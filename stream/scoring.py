@@ -14,10 +14,10 @@ from datetime import datetime, timezone
 from typing import Sequence
 
 from models.actions import default_catalog
-from models.bandit import ActionPolicy
+from models.bandit import ActionPolicy, BetaBandit, Decision
 from models.features import SessionState, session_features
 from models.intent import IntentModel
-from models.persona import persona_features
+from models.persona import Assignment, persona_features
 from schemas.persona import FeatureContribution, PersonaEvent
 from stream.persona_sync import SharedPersona
 
@@ -51,26 +51,34 @@ class Scorer:
         bandit = self.personas.bandit
         decisions = [self.actions.decide(key.decode(), state, assignment.name, band, bandit)
                      for (key, state), band, assignment in zip(visits, bands, assignments)]
+
+        def event(i: int) -> PersonaEvent:
+            return self._event(visits[i][0], states[i], scores[i], bands[i], assignments[i], decisions[i], bandit)
+
+        waiting = set(stale)
+        out = {i: event(i) for i in range(len(visits)) if i not in waiting}  # built while TreeSHAP runs
         if explaining is not None:
             for i, top in zip(stale, explaining.result()):
                 states[i].explained = scores[i]
                 states[i].top = [[feature, round(value, 4)] for feature, value in top]
-        out = []
-        for (key, state), score, band, assignment, decision in zip(visits, scores, bands, assignments, decisions):
-            state.intent = score
-            out.append(PersonaEvent(
-                session_id=key.decode(), visit=state.visit,
-                event_time=datetime.fromtimestamp(state.last_ts, timezone.utc),
-                persona=assignment.name, persona_id=assignment.persona_id,
-                persona_confidence=assignment.confidence, intent_score=score, intent_band=band,
-                top_features=[FeatureContribution(feature=f, contribution=c) for f, c in state.top],
-                explained_score=state.explained if state.top else None,
-                recommended_action=decision.action.text, decision_id=decision.decision_id,
-                action_id=decision.action.action_id, policy=decision.policy, propensity=decision.propensity,
-                intent_model_version=self.intent.version, persona_model_version=assignment.version,
-                bandit_model_version=bandit.version,
-                events_seen=state.events, page_views=state.page_views, bot=state.bot))
-        return out
+                out[i] = event(i)
+        return [out[i] for i in range(len(visits))]
+
+    def _event(self, key: bytes, state: SessionState, score: float, band: str, assignment: Assignment,
+               decision: Decision, bandit: BetaBandit) -> PersonaEvent:
+        state.intent = score
+        return PersonaEvent(
+            session_id=key.decode(), visit=state.visit,
+            event_time=datetime.fromtimestamp(state.last_ts, timezone.utc),
+            persona=assignment.name, persona_id=assignment.persona_id,
+            persona_confidence=assignment.confidence, intent_score=score, intent_band=band,
+            top_features=[FeatureContribution(feature=f, contribution=c) for f, c in state.top],
+            explained_score=state.explained if state.top else None,
+            recommended_action=decision.action.text, decision_id=decision.decision_id,
+            action_id=decision.action.action_id, policy=decision.policy, propensity=decision.propensity,
+            intent_model_version=self.intent.version, persona_model_version=assignment.version,
+            bandit_model_version=bandit.version,
+            events_seen=state.events, page_views=state.page_views, bot=state.bot)
 
     def _stale(self, states: list[SessionState], scores: list[float], bands: list[str]) -> list[int]:
         """The visits to explain (TreeSHAP top features): medium- and high-intent visits whose band changed

@@ -38,6 +38,7 @@ LOWER = np.array([BOUNDS[f][0] for f in FEATURES])
 """Lower bounds as a vector in :data:`FEATURES` order."""
 UPPER = np.array([BOUNDS[f][1] for f in FEATURES])
 """Upper bounds as a vector in :data:`FEATURES` order."""
+_BOUNDS = [BOUNDS[f] for f in FEATURES]
 
 
 def finite(value: object, default: float = 0.0) -> float:
@@ -70,20 +71,21 @@ def persona_features(state: SessionState, intent: float) -> dict[str, float]:
     viewed = max(finite(state.page_views), 0.0)
     n = min(max(viewed, admin_views + info_views + product_views), MAX_PAGES)
     per = 1.0 / n if n >= 1.0 else 0.0
-    seconds = sum(max(finite(d), 0.0) for d in (state.admin_seconds, state.info_seconds, state.product_seconds))
+    seconds = (max(finite(state.admin_seconds), 0.0) + max(finite(state.info_seconds), 0.0)
+               + max(finite(state.product_seconds), 0.0))
     per_view = 1.0 / viewed if viewed >= 1.0 else 0.0
-    x = {
-        "pages": math.log1p(n),
-        "dwell": math.log1p(min(seconds / max(n, 1.0), MAX_DWELL_PER_PAGE_S)),
-        "product_share": product_views * per,
-        "admin_share": admin_views * per,
-        "info_share": info_views * per,
-        "bounce": finite(state.bounce_rate_sum) * per_view,
-        "exit": finite(state.exit_rate_sum) * per_view,
-        "value": math.log1p(min(max(finite(state.page_value_sum) * per_view, 0.0), MAX_PAGE_VALUE)),
-        "intent": finite(intent),
-    }
-    return {k: clip(v, *BOUNDS[k]) for k, v in x.items()}
+    x = (
+        math.log1p(n),
+        math.log1p(min(seconds / max(n, 1.0), MAX_DWELL_PER_PAGE_S)),
+        product_views * per,
+        admin_views * per,
+        info_views * per,
+        finite(state.bounce_rate_sum) * per_view,
+        finite(state.exit_rate_sum) * per_view,
+        math.log1p(min(max(finite(state.page_value_sum) * per_view, 0.0), MAX_PAGE_VALUE)),
+        finite(intent),
+    )
+    return {f: lo if v < lo else hi if v > hi else v for f, v, (lo, hi) in zip(FEATURES, x, _BOUNDS)}
 
 
 def bounded(x: Mapping[str, float]) -> dict[str, float]:
