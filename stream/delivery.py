@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from functools import lru_cache
 
 from aiokafka.errors import KafkaError
+from aiokafka.partitioner import murmur2
 
 from stream import metrics
 from stream.app import app
@@ -38,12 +40,17 @@ async def _send_batches(outgoing: list[Outgoing]) -> list[asyncio.Future]:
     the accumulator per record); a batch builder costs ~2 µs a record.
     """
     producer = app.producer._ensure_producer()  # faust-streaming 0.15.3: the aiokafka producer
+    partitions = {}
     for topic in {topic for topic, _, _, partition in outgoing if partition is None}:
         await producer.client._wait_on_metadata(topic)  # the partitioner needs the topic's partitions
+        partitions[topic] = (list(producer.client.cluster.partitions_for_topic(topic)),
+                             list(producer.client.cluster.available_partitions_for_topic(topic)))
     by_partition: dict[tuple[str, int], list[tuple[bytes | None, bytes | None]]] = {}
     for topic, key, value, partition in outgoing:
         if partition is None:
-            partition = producer._partition(topic, None, None, None, key, value)  # the producer's partitioner
+            every, available = partitions[topic]
+            partition = (every[key_hash(key) % len(every)] if key is not None
+                         else producer._partitioner(None, every, available))
         by_partition.setdefault((topic, partition), []).append((key, value))
     sent = []
     for (topic, partition), records in by_partition.items():
@@ -55,6 +62,13 @@ async def _send_batches(outgoing: list[Outgoing]) -> list[asyncio.Future]:
                 batch.append(key=key, value=value, timestamp=None)
         sent.append(await producer.send_batch(batch, topic, partition=partition))
     return sent
+
+
+@lru_cache(maxsize=1 << 16)
+def key_hash(key: bytes) -> int:
+    """The partitioning hash of a record key, as Kafka's default partitioner computes it (murmur2,
+    positive): cached, since a visit's key comes back batch after batch (aiokafka's murmur2 is Python)."""
+    return murmur2(key) & 0x7FFFFFFF
 
 
 async def deliver(outgoing: list[Outgoing]) -> None:
