@@ -46,7 +46,7 @@ QUICK = {"events": 100_000, "latency_s": 8.0, "memory_sessions": 100_000, "offli
          "ablation_events": 50_000}
 WORKER_ABLATIONS = (("as shipped", {}), ("batches of 500 (the default before issue 13)", {"batch_size": 500}),
                     ("no TreeSHAP explanations (`TOP_FEATURES=0`)", {"top_features": 0}),
-                    ("start-up objects not frozen out of GC (`GC_FREEZE=false`)", {"gc_freeze": False}))
+                    ("CPython's default garbage collection (`GC_TUNING=false`)", {"gc_tuning": False}))
 """Worker settings compared through the broker, one worker each, on the same pre-loaded events."""
 
 
@@ -91,7 +91,7 @@ def _phases(opts: Options, home: Path, progress: Progress) -> report.Results:
     step()
 
     intent = offline.worker_intent()
-    gc_pauses.freeze_startup()  # as a worker does after loading: full collections skip the workload and models
+    gc_pauses.tune()  # as a worker does after loading: collections skip the workload and models
     sample = work.records[:opts.offline_events]
     step = phase("offline: processor, scoring, memory, profile, ablations", 6)
     r["processor"], timed, states = offline.processor_rate(intent, work.catalog, sample)
@@ -158,17 +158,23 @@ def _through_kafka(opts: Options, rig: Rig, work: workload.Workload, expected, p
 
 
 def _worker_ablations(opts: Options, rig: Rig, work: workload.Workload, phase) -> list[dict]:
-    """One fresh worker per variant of :data:`WORKER_ABLATIONS` over the same first events of the workload."""
+    """One fresh worker per variant of :data:`WORKER_ABLATIONS` over the same first events of the workload,
+    in two rounds, the second in reverse order (so a machine getting slower or faster favours no variant);
+    each variant's rate is the mean of its rounds."""
     records = work.records[:opts.ablation_events]
     expected = Counter(r.key for r in records)
     topic = "ablation.events"
-    out = []
-    for i, (variant, changes) in enumerate(WORKER_ABLATIONS):
-        conf = rig.settings(f"a{i}", topic, opts.partitions).model_copy(update=changes)
-        if i == 0:
+    order = [*enumerate(WORKER_ABLATIONS), *reversed(list(enumerate(WORKER_ABLATIONS)))]
+    runs: dict[int, list[dict]] = {}
+    for run, (i, (variant, changes)) in enumerate(order):
+        conf = rig.settings(f"a{run}", topic, opts.partitions).model_copy(update=changes)
+        if run == 0:
             rig.topics(conf)
             kafka.preload(rig.bootstrap, topic, records, lambda n=1: None)
-        result = kafka.throughput(rig, conf, work.catalog, expected, 1,
-                                  phase(f"worker ablation: {variant}", len(records)))
-        out.append({"variant": variant, **result})
-    return out
+        runs.setdefault(i, []).append(kafka.throughput(rig, conf, work.catalog, expected, 1,
+                                                       phase(f"worker ablation: {variant}", len(records))))
+    return [{"variant": variant, **runs[i][-1],
+             "events_per_s": round(sum(r["events_per_s"] for r in runs[i]) / len(runs[i]), 1),
+             "rounds_events_per_s": [r["events_per_s"] for r in runs[i]],
+             "sessions_complete": min(r["sessions_complete"] for r in runs[i])}
+            for i, (variant, _) in enumerate(WORKER_ABLATIONS)]

@@ -90,5 +90,5 @@ def load_runtime(app: faust.App, **kwargs) -> None:
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     runtime()
     gc_pauses.time_pauses()
-    if settings.gc_freeze:
-        gc_pauses.freeze_startup()
+    if settings.gc_tuning:
+        gc_pauses.tune()

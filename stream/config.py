@@ -44,8 +44,8 @@ class Settings(BaseSettings):
     explain_delta: float = Field(
         0.1, ge=0, le=1, description="re-explain a medium/high-intent visit (TreeSHAP top features) when its band "
         "changes or its score moves by more than this; 0 explains every such PersonaEvent")
-    gc_freeze: bool = Field(True, description="exclude the objects alive after start-up (models, app) from the "
-                            "garbage collector's full collections: shorter pauses, more throughput (BENCHMARKS.md)")
+    gc_tuning: bool = Field(True, description="freeze the objects alive after start-up (models, app) out of the "
+                            "garbage collector and collect less often: shorter pauses, more throughput (BENCHMARKS.md)")
     model_cache: Path = Field(Path.home() / ".cache" / "personastream" / "models",
                               description="where the intent model compiled to native code is cached")
     persona_sync_s: float = Field(

@@ -7,13 +7,15 @@ def _collections_timed() -> float:
     return next(s.value for metric in gc_pauses.PAUSES.collect() for s in metric.samples if s.name.endswith("_count"))
 
 
-def test_freeze_startup_takes_live_objects_out_of_collections():
-    kept = [object()]
+def test_tune_freezes_live_objects_and_collects_less_often():
+    kept, thresholds = [object()], gc.get_threshold()
     try:
-        assert gc_pauses.freeze_startup() == gc.get_freeze_count() > 0
+        assert gc_pauses.tune() == gc.get_freeze_count() > 0
         assert not any(obj is kept for obj in gc.get_objects())
+        assert gc.get_threshold() == gc_pauses.THRESHOLDS
     finally:
         gc.unfreeze()
+        gc.set_threshold(*thresholds)
     assert any(obj is kept for obj in gc.get_objects())
 
 
