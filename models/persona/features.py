@@ -85,7 +85,7 @@ def persona_features(state: SessionState, intent: float) -> dict[str, float]:
         math.log1p(min(max(finite(state.page_value_sum) * per_view, 0.0), MAX_PAGE_VALUE)),
         finite(intent),
     )
-    return {f: lo if v < lo else hi if v > hi else v for f, v, (lo, hi) in zip(FEATURES, x, _BOUNDS)}
+    return {f: clip(v, lo, hi) for f, v, (lo, hi) in zip(FEATURES, x, _BOUNDS)}
 
 
 def bounded(x: Mapping[str, float]) -> dict[str, float]:
