@@ -190,7 +190,7 @@ async def sessionize() -> None:
             records = [Record(m.key, m.value, m.topic, m.partition, m.offset) for m in messages]
             result = await worker.serially(worker.processor.process, records, read_states(sessions))
             outgoing = write_states(sessions, result.states)
-            published = {p.session_id.encode(): p.model_dump_json().encode() for p in result.personas}
+            published = result.personas
             latest = {key: (partition, published.get(key)) for key, (partition, blob) in result.states.items()
                       if key in published or blob is None}
             outgoing += write_states(visits, latest)

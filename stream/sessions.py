@@ -48,7 +48,8 @@ class Record:
 
 @dataclass
 class BatchResult:
-    personas: list[PersonaEvent] = field(default_factory=list)
+    personas: dict[bytes, bytes] = field(default_factory=dict)
+    """session key -> PersonaEvent (JSON) of each visit the batch touched, in the order first touched."""
     dead_letters: list[DeadLetter] = field(default_factory=list)
     states: dict[bytes, tuple[int, bytes | None]] = field(default_factory=dict)
     """session key -> (partition, serialized state, or None to delete it) to write to the table and its changelog."""
@@ -56,6 +57,10 @@ class BatchResult:
     duplicates: int = 0
     closed: int = 0
     """visits ended in this batch."""
+
+    def persona_events(self) -> list[PersonaEvent]:
+        """:attr:`personas` parsed and validated."""
+        return [PersonaEvent.model_validate_json(value) for value in self.personas.values()]
 
 
 @dataclass
@@ -173,17 +178,17 @@ class SessionProcessor:
             opened.popitem(last=False)  # forgotten, not closed: it closes when its session comes back
         self._clock[record.partition] = max(self._clock.get(record.partition, -math.inf), ts)
 
-    def _score(self, touched: dict[bytes, tuple[int, SessionState]], result: BatchResult) -> list[PersonaEvent]:
-        """The batch's PersonaEvents, scored together; if that fails, visit by visit, and a visit that
-        cannot be scored is a dead letter (its events stay folded)."""
+    def _score(self, touched: dict[bytes, tuple[int, SessionState]], result: BatchResult) -> dict[bytes, bytes]:
+        """The batch's PersonaEvents (session key -> JSON), scored together; if that fails, visit by visit,
+        and a visit that cannot be scored is a dead letter (its events stay folded)."""
         visits = [(key, state) for key, (_, state) in touched.items()]
         try:
             return self.scorer.score(visits)
         except Exception:  # noqa: BLE001 - find the visit that fails; the others are published
-            out = []
+            out = {}
             for key, state in visits:
                 try:
-                    out.extend(self.scorer.score([(key, state)]))
+                    out.update(self.scorer.score([(key, state)]))
                 except Exception as exc:  # noqa: BLE001
                     result.dead_letters.append(DeadLetter.for_payload(
                         None, reason=f"visit could not be scored: unexpected {type(exc).__name__}: {exc}",

@@ -29,6 +29,6 @@ def score_uci(frame: pd.DataFrame, intent: IntentModel, persona: PersonaModel | 
         key = session.session_id.encode()
         records = [Record(key, orjson.dumps(e), "offline", 0, i) for i, e in enumerate(session.events)]
         result = processor.process(records, states)
-        final = result.personas[-1]
+        final = result.persona_events()[-1]
         rows.append((final.session_id, final.intent_score, final.persona))
     return pd.DataFrame(rows, columns=["session_id", "intent_score", "persona"])

@@ -206,7 +206,7 @@ def outcomes(proc: SessionProcessor) -> dict[tuple, list[int]]:
 
 def test_every_persona_event_carries_its_decision(intent):
     result = feed(processor(intent, holdout=0.5), [event(f"v{i}", 0) for i in range(40)], {})
-    for p in result.personas:
+    for p in result.persona_events():
         arms = default_catalog().arms(p.persona, p.intent_band)
         assert p.action_id in [a.action_id for a in arms] and p.policy in {"bandit", "holdout"}
         assert p.recommended_action == default_catalog().action(p.persona, p.intent_band, p.action_id).text
@@ -214,16 +214,16 @@ def test_every_persona_event_carries_its_decision(intent):
         assert p.bandit_model_version == BetaBandit().version
         if p.policy == "holdout":
             assert p.propensity == 1 and p.action_id == arms[0].action_id
-    assert {p.policy for p in result.personas} == {"bandit", "holdout"}
+    assert {p.policy for p in result.persona_events()} == {"bandit", "holdout"}
 
 
 def test_a_purchase_after_a_decision_rewards_it_once_and_the_end_of_a_visit_rewards_the_rest_zero(intent):
     proc, states = processor(intent), {}
-    decided = feed(proc, [event("a", 0), event("b", 0)], states).personas
+    decided = feed(proc, [event("a", 0), event("b", 0)], states).persona_events()
     key = {p.session_id: (p.persona, p.intent_band, p.action_id, p.policy) for p in decided}
     bought = feed(proc, [event("a", 1, "purchase")], states)
     assert outcomes(proc) == {key["a"]: [1, 0]}
-    assert bought.personas[0].decision_id == decided[0].decision_id  # a purchase is no new decision
+    assert bought.persona_events()[0].decision_id == decided[0].decision_id  # a purchase is no new decision
     replay(proc, bought.records, states)  # the purchase record read again (same offset)
     feed(proc, [event("a", 1, "purchase")], states)  # ... and sent again (same event id)
     feed(proc, [event("a", 2, "purchase")], states)  # a second purchase: nothing left to reward
@@ -238,7 +238,7 @@ def test_a_purchase_in_the_batch_that_makes_the_decision_does_not_reward_it(inte
     result = feed(proc, [event("a", 0), event("a", 1, "purchase")], states)
     assert outcomes(proc) == {} and SessionState.from_bytes(states[b"a"]).unrewarded
     feed(proc, [event("z", 59)], states)
-    p = result.personas[0]
+    p = result.persona_events()[0]
     assert outcomes(proc) == {(p.persona, p.intent_band, p.action_id, "bandit"): [0, 1]}
 
 
@@ -255,7 +255,7 @@ def test_a_restarted_processor_rewards_from_the_stored_state_once(intent):
 
 def test_bot_visits_decide_but_are_not_learned_from(intent):
     proc, states = processor(intent), {}
-    assert feed(proc, [event("bot", 0, bot=True)], states).personas[0].action_id
+    assert feed(proc, [event("bot", 0, bot=True)], states).persona_events()[0].action_id
     feed(proc, [event("bot", 1, "purchase", bot=True), event("z", 59)], states)
     assert outcomes(proc) == {}
 
@@ -270,7 +270,7 @@ def test_workers_decide_alike_with_the_shared_posteriors_handed_over(intent):
     merged = workers[0].personas.absorb_rewards(handovers)
     assert merged.learned == 20 and merged.generation == 1
     workers[1].personas.apply(BANDIT_KEY, merged.to_bytes())
-    twins = [feed(w, [event("twin", 30)], {}).personas[0] for w in workers]
+    twins = [feed(w, [event("twin", 30)], {}).persona_events()[0] for w in workers]
     assert twins[0].bandit_model_version == twins[1].bandit_model_version == merged.version
     assert (twins[0].action_id, twins[0].propensity) == (twins[1].action_id, twins[1].propensity)
 

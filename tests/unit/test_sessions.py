@@ -11,6 +11,7 @@ from models.features import SessionState
 from models.intent import IntentModel
 from models.persona import PersonaModel
 from models.training.uci import sessions
+from schemas.persona import PersonaEvent
 from stream.pages import PageTable, page_record
 from stream.persona_sync import SharedPersona
 from stream.scoring import Scorer
@@ -61,7 +62,7 @@ def test_batches_of_any_size_give_the_same_final_score(intent, sample_frame):
                 result = proc.process(recs[start:start + size], states)
                 for key, (_, blob) in result.states.items():
                     states[key] = blob
-                latest.update({p.session_id: p for p in result.personas})
+                latest.update({p.session_id: p for p in result.persona_events()})
         assert [latest[s].intent_score for s in offline.session_id] == list(offline.intent_score)
 
 
@@ -73,7 +74,7 @@ def test_inactivity_gap_starts_a_new_visit(intent):
     later = visit("s1", 0, 1)
     later[0].update(event_id="late", ts="2024-05-01T11:00:01Z")
     result = proc.process(records(later), states)
-    assert result.personas[-1].visit == 1 and result.personas[-1].events_seen == 1
+    assert result.persona_events()[-1].visit == 1 and result.persona_events()[-1].events_seen == 1
     assert result.page_observations["p2"]["exits"] == 1
 
 
@@ -83,15 +84,15 @@ def test_duplicates_are_dropped_and_wrong_keys_dead_lettered(intent):
     recs.append(Record(b"other", orjson.dumps(events[1]), "t", 0, 99))
     result = processor(intent).process(recs, {})
     assert result.duplicates == 1
-    assert result.personas[-1].events_seen == 2
+    assert result.persona_events()[-1].events_seen == 2
     assert [d.reason for d in result.dead_letters] == [
         "record key must be the event's session_id (partitioning by session)"]
 
 
 def test_every_touched_visit_is_published_once_per_batch(intent):
     result = processor(intent).process(records(visit("a", 0, 3) + visit("b", 0, 2)), {})
-    assert sorted((p.session_id, p.events_seen) for p in result.personas) == [("a", 3), ("b", 2)]
-    assert all(len(p.top_features) == (0 if p.intent_band == "low" else 3) for p in result.personas)
+    assert sorted((p.session_id, p.events_seen) for p in result.persona_events()) == [("a", 3), ("b", 2)]
+    assert all(len(p.top_features) == (0 if p.intent_band == "low" else 3) for p in result.persona_events())
 
 
 def test_partition_event_time_closes_idle_visits_once_and_teaches_the_learner(intent):
@@ -106,9 +107,9 @@ def test_partition_event_time_closes_idle_visits_once_and_teaches_the_learner(in
     assert SessionState.from_bytes(states[b"a"]).closed
     assert proc.personas.learner.learned == 1
     back = run(proc, records(visit("a", 10, 1, hour=11)), states)
-    assert back.closed == 0 and back.personas[-1].visit == 1 and back.personas[-1].events_seen == 1
+    assert back.closed == 0 and back.persona_events()[-1].visit == 1 and back.persona_events()[-1].events_seen == 1
     assert proc.personas.learner.learned == 1  # a visit is learned once
-    assert {p.persona_model_version for p in back.personas} == {served}  # learning does not change serving
+    assert {p.persona_model_version for p in back.persona_events()} == {served}  # learning does not change serving
 
 
 def test_workers_serve_the_same_model_after_absorbing_each_others_learning(intent, sample_frame):
@@ -128,7 +129,7 @@ def test_workers_serve_the_same_model_after_absorbing_each_others_learning(inten
     assert workers[1].personas.adopt(PersonaModel.from_bytes(merged.to_bytes()))
     assert not workers[0].personas.adopt(merged)  # already served
     twin = visit("twin", 0, 4, hour=23)
-    a, b = (w.process(records(twin), {}).personas[-1] for w in workers)
+    a, b = (w.process(records(twin), {}).persona_events()[-1] for w in workers)
     assert a.persona_model_version == b.persona_model_version == merged.version
     assert (a.persona, a.persona_id, a.persona_confidence) == (b.persona, b.persona_id, b.persona_confidence)
 
@@ -154,7 +155,7 @@ def test_medium_and_high_intent_visits_are_explained_within_explain_delta(intent
             proc.pages.apply(*page_record(stats))
         events = []
         for record in records(session.events):
-            events.extend(run(proc, [record], states).personas)
+            events.extend(run(proc, [record], states).persona_events())
         published[delta] = events
         for p in events:
             if p.intent_band == "low":
@@ -175,9 +176,9 @@ def test_records_read_again_are_not_folded_twice(intent):
     first = records(visit("r", 0, 4))
     run(proc, first[:3], states)
     again = run(proc, first, states)  # a restart from an older committed offset re-reads 0..2
-    assert again.duplicates == 3 and again.personas[-1].events_seen == 4
+    assert again.duplicates == 3 and again.persona_events()[-1].events_seen == 4
     moved = [Record(r.key, r.value, r.topic, 1, 0) for r in records(visit("r", 10, 1))]
-    assert run(proc, moved, states).personas[-1].events_seen == 5  # offsets of another partition are not compared
+    assert run(proc, moved, states).persona_events()[-1].events_seen == 5  # another partition's offsets: not compared
 
 
 # --- no record stops the batch ---------------------------------------------------------------------
@@ -188,7 +189,7 @@ def test_a_tombstone_is_a_dead_letter_and_the_rest_of_the_batch_is_processed(int
     good = records(visit("t1", 0, 3))
     tombstone = Record(b"t1", None, "t", 0, next(OFFSETS))
     result = run(proc, [good[0], tombstone, *good[1:]], states)
-    assert [p.events_seen for p in result.personas] == [3]
+    assert [p.events_seen for p in result.persona_events()] == [3]
     assert len(result.dead_letters) == 1 and result.dead_letters[0].offset == tombstone.offset
 
 
@@ -205,7 +206,7 @@ def test_an_unexpected_failure_of_one_record_is_its_dead_letter_with_the_excepti
     monkeypatch.setattr(sessions_module, "fold", fold)
     result = run(processor(intent), records(visit("u1", 0, 3) + visit("u2", 0, 1)), {})
     assert [letter.reason for letter in result.dead_letters] == ["unexpected ZeroDivisionError: boom"]
-    assert sorted((p.session_id, p.events_seen) for p in result.personas) == [("u1", 2), ("u2", 1)]
+    assert sorted((p.session_id, p.events_seen) for p in result.persona_events()) == [("u1", 2), ("u2", 1)]
 
 
 def test_a_visit_that_cannot_be_scored_does_not_stop_the_others(intent, monkeypatch):
@@ -219,7 +220,7 @@ def test_a_visit_that_cannot_be_scored_does_not_stop_the_others(intent, monkeypa
 
     monkeypatch.setattr(proc.scorer, "score", score)
     result = run(proc, records(visit("bad", 0, 2) + visit("good", 0, 2)), {})
-    assert [p.session_id for p in result.personas] == ["good"]
+    assert [p.session_id for p in result.persona_events()] == ["good"]
     assert "cannot score" in result.dead_letters[0].reason
     assert set(result.states) == {b"bad", b"good"}  # the events of the visit stay folded
 
@@ -229,7 +230,7 @@ def test_a_visit_that_cannot_be_scored_does_not_stop_the_others(intent, monkeypa
 def test_extreme_timestamps_are_dead_letters(intent, ts):
     event = {**visit("x1", 0, 1)[0], "ts": ts}
     result = run(processor(intent), records([event] + visit("x2", 0, 1)), {})
-    assert [p.session_id for p in result.personas] == ["x2"] and len(result.dead_letters) == 1
+    assert [p.session_id for p in result.persona_events()] == ["x2"] and len(result.dead_letters) == 1
 
 
 def test_an_event_far_ahead_of_the_clock_is_a_dead_letter_and_does_not_end_visits(intent):
@@ -247,7 +248,7 @@ def test_an_exact_resend_far_back_in_the_visit_is_dropped(intent):
     events = visit("d", 0, 40)
     run(proc, records(events), states)
     again = run(proc, records([events[1], events[20]]), states)
-    assert again.duplicates == 2 and again.personas == []
+    assert again.duplicates == 2 and again.persona_events() == []
     assert SessionState.from_bytes(states[b"d"]).events == 40
 
 
@@ -278,7 +279,7 @@ def test_a_bot_visit_is_published_as_such_but_neither_learned_nor_counted_in_pag
     proc, states = processor(intent, gap_s=1800), {}
     bot = [{**e, "bot": True} for e in visit("crawler", 0, 3)]
     first = run(proc, records(bot), states)
-    assert [p.bot for p in first.personas] == [True] and first.page_observations == {}
+    assert [p.bot for p in first.persona_events()] == [True] and first.page_observations == {}
     ended = run(proc, records(visit("human", 45, 1)), states)  # 45 minutes on: the bot's visit ends
     assert ended.closed == 1 and proc.personas.learner.learned == 0
     assert "p2" not in ended.page_observations  # the bot's exit page is not counted
@@ -290,5 +291,23 @@ def test_a_resend_after_the_visit_ended_is_still_a_duplicate(intent):
     run(proc, records(events), states)
     assert run(proc, records(visit("tick", 45, 1)), states).closed == 1
     again = run(proc, records([events[1]]), states)
-    assert again.duplicates == 1 and again.personas == []
+    assert again.duplicates == 1 and again.persona_events() == []
     assert SessionState.from_bytes(states[b"late"]).visit == 0
+
+
+def test_every_persona_event_is_what_pydantic_writes(intent, sample_frame):
+    """The scorer writes PersonaEvents with orjson: each validates and dumps back to the same bytes."""
+    proc, states, written = processor(intent, explain_delta=0.0), {}, []
+    proc.scorer.actions.holdout = 0.3
+    for session in sessions(sample_frame.head(60)):
+        for stats in session.pages:
+            proc.pages.apply(*page_record(stats))
+        for start in range(0, len(session.events), 5):
+            written += run(proc, records(session.events[start:start + 5]), states).personas.values()
+    times = ("2024-05-01T03:00:00Z", 1714532400.123456)
+    odd = [{**e, "ts": ts, "bot": True} for e, ts in zip(visit("odd", 3, 2), times)]
+    written += run(proc, records(odd), states).personas.values()
+    events = [PersonaEvent.model_validate_json(raw) for raw in written]
+    assert [p.model_dump_json().encode() for p in events] == written
+    assert {p.intent_band for p in events} == {"low", "medium", "high"} and any(p.bot for p in events)
+    assert {p.policy for p in events} == {"bandit", "holdout"} and any(len(p.top_features) == 3 for p in events)
