@@ -3,8 +3,8 @@
 A visit gets a decision when it first has a persona and again whenever its persona or intent band
 changes; in between the decision is sticky (kept in :attr:`SessionState.decision`). Visits whose
 session id hashes below ``holdout`` always get the context's default action (propensity 1). The
-others get a Thompson draw from the shared posteriors with an RNG seeded by (session id, visit,
-decision number), so a batch processed again decides the same way given the same posteriors. Each
+others get a Thompson draw from the shared posteriors whose uniforms are a keyed hash of (session id,
+visit, decision number), so a batch processed again decides the same way given the same posteriors. Each
 decision is also queued in :attr:`SessionState.unrewarded` until a purchase or the visit's end
 rewards it (:func:`settle`).
 
@@ -14,13 +14,13 @@ rewards it (:func:`settle`).
 >>> policy, state = ActionPolicy(default_catalog(), holdout=0.0), SessionState()
 >>> first = policy.decide("s-1", state, "High-Intent Buyer", "high", BetaBandit())
 >>> first.policy, round(first.propensity, 3), first.action.action_id
-('bandit', 0.333, 'reviews-delivery')
+('bandit', 0.333, 'free-shipping')
 >>> policy.decide("s-1", state, "High-Intent Buyer", "high", BetaBandit()) == first  # sticky
 True
 >>> policy.decide("s-1", state, "High-Intent Buyer", "medium", BetaBandit()).decision_id != first.decision_id
 True
 >>> [entry[2] for entry in settle(state)], state.unrewarded
-(['reviews-delivery', 'reviews-stock'], [])
+(['free-shipping', 'urgency'], [])
 """
 
 from __future__ import annotations
@@ -66,8 +66,8 @@ class ActionPolicy:
         else a new one (recorded in ``state``)."""
         if state.decision:
             number, d_persona, d_band, action_id, policy, propensity = state.decision
-            action = self.catalog.action(persona, band, action_id)
-            if (d_persona, d_band) == (persona, band) and action is not None:
+            action = self.catalog.action(persona, band, action_id) if (d_persona, d_band) == (persona, band) else None
+            if action is not None:
                 return Decision(decision_id(session_id, state.visit, number), action, policy, propensity)
         number = state.decision[0] + 1 if state.decision else 0
         arms = self.catalog.arms(persona, band)
@@ -75,8 +75,8 @@ class ActionPolicy:
             action, policy, propensity = arms[0], "holdout", 1.0
         else:
             ids = [a.action_id for a in arms]
-            rng = np.random.default_rng(int(_unit(b"decide", f"{session_id}\x1f{state.visit}\x1f{number}") * 2**53))
-            chosen = bandit.predict_one((persona, band), ids, rng)
+            uniforms = _uniforms(f"{session_id}\x1f{state.visit}\x1f{number}", len(ids))
+            chosen = bandit.predict_one((persona, band), ids, uniforms)
             action, policy = arms[ids.index(chosen)], "bandit"
             propensity = bandit.propensities((persona, band), ids)[ids.index(chosen)]
         state.decision = [number, persona, band, action.action_id, policy, propensity]
@@ -100,3 +100,9 @@ def decision_id(session_id: str, visit: int, number: int) -> str:
 def _unit(salt: bytes, text: str) -> float:
     """A uniform number in [0, 1) from a hash of ``text``."""
     return int.from_bytes(blake2b(text.encode(), digest_size=8, key=salt).digest(), "big") / 2**64
+
+
+def _uniforms(text: str, n: int) -> np.ndarray:
+    """``n`` independent uniform numbers in (0, 1) from keyed hashes of ``text`` (8 per hash), 53 bits each."""
+    digest = b"".join(blake2b(f"{text}\x1f{block}".encode(), key=b"decide").digest() for block in range((n + 7) // 8))
+    return ((np.frombuffer(digest, dtype=">u8")[:n] >> 11) + 0.5) / 2**53

@@ -2,7 +2,9 @@
 counts that add up across workers.
 
 Every (context, arm) has a Beta(``prior`` + (successes, failures)) posterior of its conversion rate.
-A decision draws once from each arm's posterior and picks the largest draw (:meth:`BetaBandit.predict_one`).
+A decision draws once from each arm's posterior and picks the largest draw (:meth:`BetaBandit.predict_one`);
+a draw is the posterior's quantile of a uniform number the caller gives (inverse-CDF sampling), so a
+decision replays exactly from its uniforms.
 The probability of picking arm *i*, its **propensity** (logged for off-policy evaluation), is
 
     P(i) = ∫ f_i(x) ∏_{j≠i} F_j(x) dx = ∫₀¹ ∏_{j≠i} F_j(F_i⁻¹(u)) du
@@ -22,8 +24,10 @@ A closed form, not :class:`river.bandit.ThompsonSampling`: River's policy draws 
 >>> for _ in range(30):
 ...     bandit.learn_one(context, "reviews", True)
 ...     bandit.learn_one(context, "discount", False)
->>> bandit.predict_one(context, ["reviews", "discount"], np.random.default_rng(7))
+>>> bandit.predict_one(context, ["reviews", "discount"], [0.5, 0.5])
 'reviews'
+>>> bandit.predict_one(context, ["reviews", "discount"], [1e-30, 1 - 1e-7])  # improbable draws of both
+'discount'
 >>> [round(p, 4) for p in bandit.propensities(context, ["reviews", "discount"])]
 [1.0, 0.0]
 >>> [round(p, 3) for p in BetaBandit().propensities(context, ["a", "b", "c"])]
@@ -101,12 +105,14 @@ class BetaBandit:
             self._posterior_cache[key] = ab[:, 0], ab[:, 1]
         return self._posterior_cache[key]
 
-    def predict_one(self, context: Context, arms: Sequence[str], rng: np.random.Generator) -> str:
-        """The arm with the largest draw from its posterior (Thompson sampling); ties go to the first."""
+    def predict_one(self, context: Context, arms: Sequence[str], uniforms: Sequence[float]) -> str:
+        """The arm with the largest draw from its posterior (Thompson sampling): arm *i* draws its
+        posterior's ``uniforms[i]`` quantile, ``uniforms`` being independent and uniform in (0, 1);
+        ties go to the first."""
         if len(arms) == 1:
             return arms[0]
         a, b = self._posteriors(context, arms)
-        return arms[int(np.argmax(rng.beta(a, b)))]
+        return arms[int(np.argmax(special.betaincinv(a, b, uniforms)))]
 
     def propensities(self, context: Context, arms: Sequence[str]) -> list[float]:
         """P(:meth:`predict_one` picks each arm) under the current posteriors (see the module docstring)."""

@@ -89,8 +89,18 @@ def test_propensities_match_the_frequency_of_thompson_draws(posteriors):
     frequency = np.bincount(draws, minlength=len(arms)) / len(draws)
     assert abs(sum(exact) - 1) < 1e-9
     assert np.allclose(exact, frequency, atol=0.005), (exact, frequency)
-    picks = [bandit.predict_one(("p", "low"), arms, np.random.default_rng(seed)) for seed in range(4000)]
+    uniforms = np.random.default_rng(2).random((4000, len(arms)))
+    picks = [bandit.predict_one(("p", "low"), arms, u) for u in uniforms]
     assert np.allclose([picks.count(arm) / len(picks) for arm in arms], exact, atol=0.03)
+
+
+def test_draws_of_any_number_of_arms_are_uniform_and_replayable():
+    uniforms = np.array([models.bandit.policy._uniforms(f"s{i}\x1f0\x1f0", 11) for i in range(4000)])
+    assert uniforms.shape == (4000, 11) and 0 < uniforms.min() and uniforms.max() < 1
+    assert np.allclose(uniforms.mean(axis=0), 0.5, atol=0.02) and abs(np.corrcoef(uniforms.T)[0, 8]) < 0.05
+    assert np.array_equal(models.bandit.policy._uniforms("s1\x1f0\x1f0", 11), uniforms[1])
+    bandit, arms = BetaBandit(), [f"arm{i}" for i in range(11)]
+    assert {bandit.predict_one(("p", "low"), arms, u) for u in uniforms[:400]} == set(arms)
 
 
 def test_counts_are_kept_by_policy_and_summed_in_the_posterior():
