@@ -50,9 +50,10 @@ def page_record(stats: PageStats) -> tuple[bytes, bytes]:
 
 def observed_stats(page_id: str, counts: Mapping[str, int]) -> PageStats | None:
     """Observed statistics of a page from its running counts (views, entrances, exits, bounces), as
-    Google Analytics defines them: bounces per entrance, exits per view. None before its first view."""
+    Google Analytics defines them: bounces per entrance, exits per view. None before :data:`MIN_VIEWS`
+    views: page tables would ignore them, so they are not published."""
     views = counts.get("views", 0)
-    if not views:
+    if views < MIN_VIEWS:
         return None
     return PageStats(page_id=page_id, source="observed", views=views,
                      bounce_rate=min(1.0, counts.get("bounces", 0) / max(counts.get("entrances", 0), 1)),

@@ -12,7 +12,7 @@ from models.intent import IntentModel
 from models.persona import PersonaModel
 from models.training.uci import sessions
 from schemas.persona import PersonaEvent
-from stream.pages import PageTable, page_record
+from stream.pages import MIN_VIEWS, PageTable, observed_stats, page_record
 from stream.persona_sync import SharedPersona
 from stream.scoring import Scorer
 from stream.sessions import Record, SessionProcessor
@@ -335,3 +335,12 @@ def test_records_parsed_ahead_give_the_same_batch_and_are_parsed_once(intent, sa
         assert len(calls) == len(first) + len(second)  # none parsed twice
         outputs.append([(r.personas, [d.reason for d in r.dead_letters], r.states) for r in (one, two)])
     assert outputs[0] == outputs[1] and len(outputs[1][1][1]) == len(hostile)
+
+
+def test_observed_page_statistics_are_published_from_the_views_a_page_table_uses():
+    counts = {"views": MIN_VIEWS - 1, "entrances": 10, "exits": 5, "bounces": 4}
+    assert observed_stats("p", counts) is None
+    stats = observed_stats("p", {**counts, "views": MIN_VIEWS})
+    table = PageTable(prior=(0.5, 0.5, 0.0))
+    table.apply(*page_record(stats))
+    assert table("p") == (0.4, 5 / MIN_VIEWS, 0.0) == (stats.bounce_rate, stats.exit_rate, stats.page_value)
