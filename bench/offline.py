@@ -48,8 +48,8 @@ def batches(records: Sequence[Outgoing], size: int = BATCH) -> list[list[Record]
 def run_batches(proc: SessionProcessor, work: list[list[Record]]) -> dict[bytes, bytes]:
     """Process batches as the session agent does, writing states back into a dict table."""
     states: dict[bytes, bytes] = {}
-    for batch, ahead in zip(work, [*work[1:], []]):
-        for key, (_, blob) in proc.process(batch, states, [r.value for r in ahead]).states.items():
+    for batch in work:
+        for key, (_, blob) in proc.process(batch, states).states.items():
             states[key] = blob
     return states
 

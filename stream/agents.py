@@ -188,8 +188,7 @@ async def sessionize() -> None:
                 await app.consumer.seek(tp, offset)
                 metrics.REWINDS.inc()
             records = [Record(m.key, m.value, m.topic, m.partition, m.offset) for m in messages]
-            ahead = [m.value for m in event_intake.peek(settings.batch_size)]  # parsed while TreeSHAP runs
-            result = await worker.serially(worker.processor.process, records, read_states(sessions), ahead)
+            result = await worker.serially(worker.processor.process, records, read_states(sessions))
             outgoing = write_states(sessions, result.states)
             published = result.personas
             latest = {key: (partition, published.get(key)) for key, (partition, blob) in result.states.items()

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from itertools import islice
 from typing import Any, Iterable
 
 import faust
@@ -40,8 +39,6 @@ class Intake:
     >>> intake = Intake(maxsize=2)
     >>> intake.offer("a"), intake.offer("b"), intake.offer("c")
     (True, True, False)
-    >>> intake.peek(1), len(intake)
-    (['a'], 2)
     >>> asyncio.run(intake.take(10, within=0.01))
     ['a', 'b']
     """
@@ -93,10 +90,6 @@ class Intake:
                 if len(self._records) < self.maxsize:
                     self.room.set()
                 return batch
-
-    def peek(self, n: int) -> list[Message]:
-        """The next ``n`` buffered records, left in the buffer."""
-        return list(islice(self._records, n))
 
     async def _wait_for(self, n: int) -> None:
         self._want = n

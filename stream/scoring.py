@@ -15,7 +15,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Callable, Sequence
+from typing import Sequence
 
 import orjson
 
@@ -40,11 +40,9 @@ class Scorer:
     _explainer: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, "treeshap"), repr=False)
     """Runs TreeSHAP (LightGBM releases the GIL) on another core while personas and actions are decided."""
 
-    def score(self, visits: Sequence[tuple[bytes, SessionState]],
-              meanwhile: Callable[[Callable[[], bool]], None] | None = None) -> dict[bytes, bytes]:
+    def score(self, visits: Sequence[tuple[bytes, SessionState]]) -> dict[bytes, bytes]:
         """Session key -> PersonaEvent (JSON) of each ``(session key, state)``, in their order; updates
-        each state's ``intent``, ``explained``, ``top`` and ``decision`` in place. While TreeSHAP is
-        still running once everything else is done, ``meanwhile(done)`` may work until ``done()``."""
+        each state's ``intent``, ``explained``, ``top`` and ``decision`` in place."""
         if not visits:
             return {}
         states = [state for _, state in visits]
@@ -65,8 +63,6 @@ class Scorer:
         waiting = set(stale)
         out = {i: event(i) for i in range(len(visits)) if i not in waiting}  # built while TreeSHAP runs
         if explaining is not None:
-            if meanwhile is not None:
-                meanwhile(explaining.done)
             for i, top in zip(stale, explaining.result()):
                 states[i].explained = scores[i]
                 states[i].top = [[feature, round(value, 4)] for feature, value in top]

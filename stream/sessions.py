@@ -27,15 +27,12 @@ from models.features import SessionState, fold, is_duplicate, start_visit
 from models.intent import IntentModel
 from models.persona import PersonaModel, persona_features
 from schemas.dead_letter import DeadLetter
-from schemas.events import Event, EventError, parse_event
+from schemas.events import EventError, parse_event
 from schemas.persona import PersonaEvent
 from stream.config import Settings
 from stream.pages import PageTable
 from stream.persona_sync import SharedPersona
 from stream.scoring import Scorer
-
-PARSE_AHEAD_CHUNK = 100
-"""Records parsed ahead between two looks at whether TreeSHAP is done."""
 
 
 @dataclass(frozen=True)
@@ -89,8 +86,6 @@ class SessionProcessor:
     """partition -> ended visits still stored (session key -> (last event time, wall time ended)), oldest first."""
     _clock: dict[int, float] = field(default_factory=dict, repr=False)
     """partition -> newest event time seen on it."""
-    _parsed: dict[int, tuple[bytes | None, Event | str]] = field(default_factory=dict, repr=False)
-    """id(record value) -> (the value, its event or why it is none), parsed ahead during the last batch."""
 
     @classmethod
     def for_worker(cls, conf: Settings, intent: IntentModel, pages: PageTable,
@@ -125,54 +120,32 @@ class SessionProcessor:
             self._clock[state.partition] = last_ts
         return len(found)
 
-    def process(self, records: Sequence[Record], states: MutableMapping[bytes, bytes],
-                ahead: Sequence[bytes | None] = ()) -> BatchResult:
+    def process(self, records: Sequence[Record], states: MutableMapping[bytes, bytes]) -> BatchResult:
         """Fold ``records`` into the visits they belong to and score every visit touched.
 
         No record can stop the batch: a record that is not a valid event, is dated too far ahead of
         the worker's clock, or fails in any unexpected way becomes a dead letter with the reason.
-        ``ahead`` are record values the next batch will likely hold: they are parsed while TreeSHAP
-        explains this batch without the GIL, and the next call uses those parses.
         """
         result = BatchResult()
         touched: dict[bytes, tuple[int, SessionState]] = {}
         horizon = self.now().timestamp() + self.max_future_s
-        parsed, self._parsed = self._parsed, {}
         for record in records:
             try:
-                self._fold(record, states, touched, result, horizon, parsed)
+                self._fold(record, states, touched, result, horizon)
             except EventError as exc:
                 result.dead_letters.append(self._dead_letter(record, exc.reason))
             except Exception as exc:  # noqa: BLE001 - any failure of one record is that record's dead letter
                 result.dead_letters.append(self._dead_letter(record, f"unexpected {type(exc).__name__}: {exc}"))
         self._sweep({r.partition for r in records}, touched, states, result)
-        result.personas = self._score(touched, result, lambda explained: self._parse_ahead(ahead, explained))
+        result.personas = self._score(touched, result)
         for key, (partition, state) in touched.items():
             result.states[key] = (partition, state.to_bytes())
         return result
 
-    def _parse_ahead(self, values: Sequence[bytes | None], done: Callable[[], bool]) -> None:
-        """Parse ``values`` not parsed yet into :attr:`_parsed`, a chunk at a time, until ``done()``."""
-        for start in range(0, len(values), PARSE_AHEAD_CHUNK):
-            if done():
-                return
-            for raw in values[start:start + PARSE_AHEAD_CHUNK]:
-                known = self._parsed.get(id(raw))
-                if known is not None and known[0] is raw:
-                    continue
-                try:
-                    self._parsed[id(raw)] = (raw, parse_event(raw))
-                except EventError as exc:
-                    self._parsed[id(raw)] = (raw, exc.reason)
-
     def _fold(self, record: Record, states: MutableMapping[bytes, bytes],
-              touched: dict[bytes, tuple[int, SessionState]], result: BatchResult, horizon: float,
-              parsed: dict[int, tuple[bytes | None, Event | str]]) -> None:
+              touched: dict[bytes, tuple[int, SessionState]], result: BatchResult, horizon: float) -> None:
         """Apply one record to its visit; raise :class:`EventError` if it is not a valid event."""
-        early = parsed.get(id(record.value))
-        event = early[1] if early is not None and early[0] is record.value else parse_event(record.value)
-        if isinstance(event, str):
-            raise EventError(event)
+        event = parse_event(record.value)
         if record.key != event.session_id.encode():
             raise EventError("record key must be the event's session_id (partitioning by session)")
         ts = event.ts.timestamp()
@@ -205,13 +178,12 @@ class SessionProcessor:
             opened.popitem(last=False)  # forgotten, not closed: it closes when its session comes back
         self._clock[record.partition] = max(self._clock.get(record.partition, -math.inf), ts)
 
-    def _score(self, touched: dict[bytes, tuple[int, SessionState]], result: BatchResult,
-               meanwhile: Callable[[Callable[[], bool]], None]) -> dict[bytes, bytes]:
+    def _score(self, touched: dict[bytes, tuple[int, SessionState]], result: BatchResult) -> dict[bytes, bytes]:
         """The batch's PersonaEvents (session key -> JSON), scored together; if that fails, visit by visit,
         and a visit that cannot be scored is a dead letter (its events stay folded)."""
         visits = [(key, state) for key, (_, state) in touched.items()]
         try:
-            return self.scorer.score(visits, meanwhile)
+            return self.scorer.score(visits)
         except Exception:  # noqa: BLE001 - find the visit that fails; the others are published
             out = {}
             for key, state in visits:

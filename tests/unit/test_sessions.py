@@ -313,30 +313,6 @@ def test_every_persona_event_is_what_pydantic_writes(intent, sample_frame):
     assert {p.policy for p in events} == {"bandit", "holdout"} and any(len(p.top_features) == 3 for p in events)
 
 
-def test_records_parsed_ahead_give_the_same_batch_and_are_parsed_once(intent, sample_frame, monkeypatch):
-    import stream.sessions
-
-    calls = []
-    parse = stream.sessions.parse_event
-    monkeypatch.setattr(stream.sessions, "parse_event", lambda raw: calls.append(raw) or parse(raw))
-    evts = [e for session in sessions(sample_frame.head(40)) for e in session.events]
-    hostile = [Record(b"x", raw, "t", 0, next(OFFSETS)) for raw in (None, b"\xff", b"[]", b'{"type": "click"}')]
-    first, second = records(evts[:150]), records(evts[150:]) + hostile
-    outputs = []
-    for ahead in (False, True):
-        proc, states = processor(intent, explain_delta=0.0), {}
-        calls.clear()
-        one = proc.process(first, states, [r.value for r in second] if ahead else ())
-        states.update({key: blob for key, (_, blob) in one.states.items()})
-        if ahead:
-            proc._parse_ahead([r.value for r in second], lambda: False)  # all of them, however fast TreeSHAP was
-            assert len(calls) == len(first) + len(second)
-        two = proc.process(second, states)
-        assert len(calls) == len(first) + len(second)  # none parsed twice
-        outputs.append([(r.personas, [d.reason for d in r.dead_letters], r.states) for r in (one, two)])
-    assert outputs[0] == outputs[1] and len(outputs[1][1][1]) == len(hostile)
-
-
 def test_observed_page_statistics_are_published_from_the_views_a_page_table_uses():
     counts = {"views": MIN_VIEWS - 1, "entrances": 10, "exits": 5, "bounces": 4}
     assert observed_stats("p", counts) is None
