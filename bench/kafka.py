@@ -22,6 +22,9 @@ from stream.kafka_io import assign_all
 from stream.tools.replay import Outgoing, paced, produce, seed_pages
 
 Advance = Callable[[int], None]
+PROFILE_DELAY_S, PROFILE_S = 15, 40
+"""A profiled worker is sampled by py-spy for PROFILE_S seconds from PROFILE_DELAY_S after its start (once
+it has loaded and is busy)."""
 WARMUP = Outgoing(b"bench-warmup", orjson.dumps({
     "type": "page_view", "event_id": "bench-warmup-0", "session_id": "bench-warmup", "ts": "2024-01-01T00:00:00Z",
     "page": {"id": "bench/warmup", "type": "home"}}), None)
@@ -186,16 +189,20 @@ def throughput(rig: Rig, conf: Settings, catalog: list[tuple[bytes, bytes]], exp
                workers: int, advance: Advance, timeout: float = 900.0, profile: Path | None = None) -> dict:
     """Pre-loaded events through ``workers`` fresh workers: first PersonaEvent to the last visit's final one.
 
-    With ``profile``, the first worker is sampled by py-spy for its first minute into that file."""
+    With ``profile``, the first worker is sampled by py-spy into that file (see :data:`PROFILE_S`;
+    ``profiled_s`` says how long it ran of them)."""
     total = sum(expected.values())
     started = time.monotonic()
     sampler = None
     try:
         start_pipeline(rig, conf, catalog, workers)
-        sampler = spy.start(next(iter(rig.workers.values())).pid, 60, profile) if profile else None
+        sampler = (spy.start(next(iter(rig.workers.values())).pid, PROFILE_S, profile, PROFILE_DELAY_S)
+                   if profile else None)
+        sampled_from = time.monotonic() + PROFILE_DELAY_S
         finished = lambda points: completion(points, expected)["sessions_complete"] == len(expected)  # noqa: E731
         asyncio.run(wait_done(conf, total, finished, rig.check, advance, timeout))
         wall = time.monotonic() - started
+        profiled = max(0.0, min(PROFILE_S, time.monotonic() - sampled_from))
     finally:
         rig.stop_all()
         if sampler is not None:
@@ -205,7 +212,9 @@ def throughput(rig: Rig, conf: Settings, catalog: list[tuple[bytes, bytes]], exp
                 sampler.kill()
                 sampler.wait()
     result = completion(asyncio.run(read_outputs(conf.bootstrap, conf.personas_topic)), expected)
-    return {"workers": workers, "partitions": conf.partitions, "wall_s_with_startup": round(wall, 1), **result}
+    sampled = {"profiled_s": round(profiled, 1)} if sampler is not None else {}
+    return {"workers": workers, "partitions": conf.partitions, "wall_s_with_startup": round(wall, 1), **sampled,
+            **result}
 
 
 async def _await_output(conf: Settings, key: bytes, check: Callable[[], None], timeout: float) -> None:

@@ -137,7 +137,8 @@ def _through_kafka(opts: Options, rig: Rig, work: workload.Workload, expected, p
     sampled = rig.home / "worker-profile.txt"
     r["pipeline_1"] = kafka.throughput(rig, one, work.catalog, expected, 1, phase("pipeline, 1 worker", total),
                                        profile=sampled)
-    r["worker_profile"] = spy.summarize(sampled) if sampled.exists() else {"samples": 0, "frames": []}
+    r["worker_profile"] = (spy.summarize(sampled, r["pipeline_1"]["profiled_s"]) if sampled.exists()
+                           else {"seconds": 0, "rate": spy.RATE, "threads": []})
     two = rig.settings("w2", "bench.events", opts.partitions)
     r["pipeline_2"] = kafka.throughput(rig, two, work.catalog, expected, 2, phase("pipeline, 2 workers", total))
 

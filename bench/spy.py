@@ -10,17 +10,23 @@ from collections import Counter
 from pathlib import Path
 
 _FRAME = re.compile(r"(?P<name>.*) \((?P<file>.*?)(?::\d+)?\)$")
-ROOT_SHARE = 0.6
-"""Frames on more than this share of samples (the event loop, the CLI) say nothing and are left out."""
+_THREAD = re.compile(r"thread \((?:0x)?[0-9a-fA-F]+\): ?(?P<name>.*)$")
+RATE = 100
+"""Samples per second and thread."""
+WAITING = ("EpollSelector.select (selectors.py)",)
+"""Frames of a thread waiting for I/O that py-spy does not count as idle: left out of the busy time."""
 
 
-def start(pid: int, seconds: float, out: Path) -> subprocess.Popen | None:
-    """Sample process ``pid`` for ``seconds`` into ``out`` (py-spy raw format), or None without py-spy."""
+def start(pid: int, seconds: float, out: Path, delay: float = 0.0) -> subprocess.Popen | None:
+    """Sample every thread of process ``pid`` for ``seconds`` after ``delay`` seconds into ``out`` (py-spy
+    raw format), or None without py-spy."""
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(spy).exists():
         return None
-    return subprocess.Popen([spy, "record", "-p", str(pid), "-d", str(int(seconds)), "-r", "100", "-f", "raw",
-                             "-o", str(out), "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    record = [spy, "record", "-p", str(pid), "-d", str(int(seconds)), "-r", str(RATE), "-f", "raw", "--threads",
+              "-o", str(out), "--nonblocking"]
+    return subprocess.Popen(["sh", "-c", f'sleep {delay:g} && exec "$0" "$@"', *record],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
 
 
 def _short(frame: str) -> str:
@@ -31,17 +37,24 @@ def _short(frame: str) -> str:
     return f"{found['name']} ({path.split('/work/main/')[-1].split('/personastream/')[-1]})"
 
 
-def summarize(raw: Path, top: int = 20) -> dict:
-    """Share of samples each frame was on the stack for (inclusive), the busiest ``top`` first."""
-    inclusive: Counter[str] = Counter()
-    total = 0
+def summarize(raw: Path, seconds: float, top: int = 6) -> dict:
+    """Per Python thread, busiest first: the share of the ``seconds`` sampled it was busy (running Python
+    or a C call, or waiting for the GIL; not idle or in :data:`WAITING`), and the ``top`` frames that
+    time was spent in (self time)."""
+    threads: dict[str, Counter[str]] = {}
     for line in raw.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
-        if not stack or not count.isdigit():
+        frames = stack.split(";")
+        if not stack or not count.isdigit() or len(frames) < 2:
             continue
-        n = int(count)
-        total += n
-        for frame in {_short(f) for f in stack.split(";") if f}:
-            inclusive[frame] += n
-    rows = [(frame, n / total) for frame, n in inclusive.most_common() if total and n / total <= ROOT_SHARE]
-    return {"samples": total, "frames": [{"frame": f, "share": round(s, 3)} for f, s in rows[:top]]}
+        named = _THREAD.match(frames[0])
+        thread = named["name"] if named and named["name"] else "unnamed"
+        leaf = _short(frames[-1])
+        if leaf not in WAITING:
+            threads.setdefault(thread, Counter())[leaf] += int(count)
+    possible = seconds * RATE
+    busiest = sorted(threads.items(), key=lambda item: -sum(item[1].values()))
+    return {"seconds": seconds, "rate": RATE, "threads": [
+        {"thread": name, "share": round(sum(leaves.values()) / possible, 3),
+         "top": [{"frame": f, "share": round(n / sum(leaves.values()), 3)} for f, n in leaves.most_common(top)]}
+        for name, leaves in busiest]}

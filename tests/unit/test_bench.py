@@ -71,14 +71,18 @@ def test_completion_runs_from_first_output_to_last_final_one():
     assert result["events_per_s"] == pytest.approx(1.0)
 
 
-def test_worker_profile_summary_leaves_out_root_frames(tmp_path):
+def test_worker_profile_summary_is_each_threads_busy_share_and_its_self_time(tmp_path):
     from bench.spy import summarize
 
     raw = tmp_path / "raw.txt"
-    raw.write_text("main (cli.py:1);loop (base.py:2);process (/work/main/stream/sessions.py:9) 6\n"
-                   "main (cli.py:1);loop (base.py:2);send (aiokafka/producer.py:3) 3\n"
-                   "other (x.py:1) 1\n")
-    summary = summarize(raw)
-    assert summary["samples"] == 10
-    assert [(f["frame"], f["share"]) for f in summary["frames"]] == [
-        ("process (stream/sessions.py)", 0.6), ("send (aiokafka/producer.py)", 0.3), ("other (x.py)", 0.1)]
+    raw.write_text("thread (0x1a): MainThread;main (cli.py:1);loop (base.py:2);send (aiokafka/producer.py:3) 30\n"
+                   "thread (0x1a): MainThread;main (cli.py:1);loop (base.py:2);ack (stream/intake.py:9) 10\n"
+                   "thread (77): processor_0;run (x.py:1);process (/work/main/stream/sessions.py:9) 80\n"
+                   "thread (0x1a): MainThread;main (cli.py:1);select (selectors.py:3);EpollSelector.select "
+                   "(selectors.py:468) 50\n"
+                   "garbage\n")
+    summary = summarize(raw, seconds=1.0)
+    assert [(t["thread"], t["share"]) for t in summary["threads"]] == [("processor_0", 0.8), ("MainThread", 0.4)]
+    assert summary["threads"][1]["top"] == [{"frame": "send (aiokafka/producer.py)", "share": 0.75},
+                                            {"frame": "ack (stream/intake.py)", "share": 0.25}]
+    assert summary["threads"][0]["top"] == [{"frame": "process (stream/sessions.py)", "share": 1.0}]
