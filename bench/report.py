@@ -230,15 +230,20 @@ def _gil_reading(r: Results) -> list[str]:
     busy = {t["thread"]: t["share"] for t in r["worker_profile"]["threads"]}
     if "processor_0" not in busy or "MainThread" not in busy:
         return []
-    processor, loop = busy["processor_0"], busy["MainThread"]
+    processor, loop, shap = busy["processor_0"], busy["MainThread"], busy.get("treeshap_0", 0.0)
+    together = processor + loop
+    how = ("the GIL is saturated, and each waits for the other" if together >= 1 else
+           f"the processor thread is idle the rest of the time, waiting for TreeSHAP (busy {shap:.0%}) or for the "
+           "event loop to hand it the next batch, so their Python runs mostly one after the other")
     return [
         f"* **One GIL.** In the worker profile the processor thread was busy {processor:.0%} of the time and the "
-        f"event loop {loop:.0%}: together {processor + loop:.0%} of the one GIL they share (over 100%: each also "
-        "waits for the other). The event loop's own Python — fetching, the intake, producing and acknowledging "
-        "each batch, the page-statistics agent — takes the GIL time the processor frees, including while TreeSHAP "
-        "runs without it; that is why the processor's own speed-ups move one worker less than the processor alone "
-        "(`bench-commits`). A worker is one Python process: more cores are used by more workers on more "
-        "partitions, which `pipeline, 2 workers` measures.",
+        f"event loop {loop:.0%}: together {together:.0%} of the one GIL they share; {how}. The event loop's own "
+        "Python — fetching, the intake, producing and acknowledging each batch, the page-statistics agent — is "
+        f"{loop / processor:.0%} of the processor thread's busy time, and takes GIL time the processor frees, also "
+        "while TreeSHAP runs without it: time the processor saves turns only partly into throughput "
+        "(`bench-commits`). "
+        "A worker is one Python process: more cores are used by more workers on more partitions, which "
+        "`pipeline, 2 workers` measures.",
     ]
 
 
