@@ -33,10 +33,10 @@ from stream.app import (
     visits,
 )
 from stream.delivery import deliver, track
-from stream.intake import ack
+from stream.intake import FINISH_WAIT_S, ack
 from stream.logs import collapse_repeats
 from stream.offsets import OffsetGuard
-from stream.pages import compact_json, observation, observed_stats, page_record
+from stream.pages import applied_key, compact_json, observation, observed_stats, page_record
 from stream.persona_sync import BANDIT_KEY, PERSONA_KEY, snapshot
 from stream.sessions import BatchResult, Record
 from stream.state_table import read_states, write_states
@@ -64,6 +64,7 @@ def unacked_on_failure(what: str) -> Iterator[None]:
 
 @app.on_partitions_revoked.connect
 async def forget_revoked(app, revoked, **kwargs) -> None:
+    await app.finish_batches(FINISH_WAIT_S)
     order.forget(revoked)
 
 
@@ -209,6 +210,7 @@ async def publish_batch(outgoing: list, messages: list, result: BatchResult, sta
     with unacked_on_failure("session batch"):
         await deliver(outgoing)
         ack(app.consumer, messages)
+        event_intake.finish()
         metrics.EVENTS.inc(len(messages))
         metrics.DEAD_LETTERS.inc(len(result.dead_letters))
         metrics.DUPLICATES.inc(result.duplicates)
@@ -226,8 +228,15 @@ async def aggregate_pages() -> None:
         with unacked_on_failure("page batch"):
             store = read_states(page_counters)
             totals: dict[bytes, tuple[int, dict[str, int]]] = {}
+            applied: dict[int, int] = {}
             letters = []
             for message in batch:
+                if message.partition not in applied:
+                    stored = store.get(applied_key(message.partition))
+                    applied[message.partition] = int(stored) if stored else -1
+                if message.offset <= applied[message.partition]:
+                    continue  # read again after a rebalance or a crash: counted already
+                applied[message.partition] = message.offset
                 try:
                     page_id, observed = observation(message.key, message.value)
                 except ValueError as exc:
@@ -242,8 +251,10 @@ async def aggregate_pages() -> None:
                 counts = totals[key][1]
                 for name, n in observed.items():
                     counts[name] = counts.get(name, 0) + n
-            outgoing = write_states(page_counters, {key: (partition, compact_json(counts))
-                                                    for key, (partition, counts) in totals.items()})
+            counters = {key: (partition, compact_json(counts)) for key, (partition, counts) in totals.items()}
+            counters.update({applied_key(partition): (partition, b"%d" % offset)
+                             for partition, offset in applied.items() if offset >= 0})
+            outgoing = write_states(page_counters, counters)
             for key, (_, counts) in totals.items():
                 stats = observed_stats(key.decode(), counts)
                 if stats is not None:
@@ -252,4 +263,5 @@ async def aggregate_pages() -> None:
                          for letter in letters]
             await deliver(outgoing)
             ack(app.consumer, batch)
+            observation_intake.finish()
             metrics.DEAD_LETTERS.inc(len(letters))

@@ -31,16 +31,20 @@ from faust.types import Message
 
 YIELD_EVERY = 100
 """Records handed over between two yields to the event loop (Faust's own value)."""
+FINISH_WAIT_S = 10.0
+"""Longest a rebalance or a stop waits for the batches in flight (well below the broker's session timeout)."""
 
 
 class Intake:
-    """Fetched records of one topic, buffered in fetch order until the agent takes a batch.
+    """Fetched records of one topic, buffered in fetch order until the agent takes a batch; the agent
+    calls :meth:`finish` once the batch is delivered and acknowledged, and a rebalance waits for that.
 
     >>> intake = Intake(maxsize=2)
     >>> intake.offer("a"), intake.offer("b"), intake.offer("c")
     (True, True, False)
     >>> asyncio.run(intake.take(10, within=0.01))
     ['a', 'b']
+    >>> intake.finish()  # delivered and acknowledged
     """
 
     def __init__(self, maxsize: int) -> None:
@@ -53,6 +57,10 @@ class Intake:
         self._enough = asyncio.Event()
         self.room = asyncio.Event()
         self.room.set()
+        self._unfinished = 0
+        self._all_finished = asyncio.Event()
+        self._all_finished.set()
+        self._closed = False
 
     def __len__(self) -> int:
         return len(self._records)
@@ -84,12 +92,30 @@ class Intake:
                     await self._wait_for(max_records)
                 finally:
                     timer.cancel()
+            if self._closed:
+                await asyncio.get_running_loop().create_future()  # no more batches; cancelled at shutdown
             n = min(max_records, len(self._records))
             if n:
                 batch = [self._records.popleft() for _ in range(n)]
                 if len(self._records) < self.maxsize:
                     self.room.set()
+                self._unfinished += 1
+                self._all_finished.clear()
                 return batch
+
+    def finish(self) -> None:
+        """A batch :meth:`take` returned is delivered and acknowledged."""
+        self._unfinished -= 1
+        if not self._unfinished:
+            self._all_finished.set()
+
+    async def finished(self) -> None:
+        """Wait until every batch taken so far is finished (a rebalance waits for them)."""
+        await self._all_finished.wait()
+
+    def close(self) -> None:
+        """Hand out no more batches (the worker is stopping)."""
+        self._closed = True
 
     async def _wait_for(self, n: int) -> None:
         self._want = n
@@ -208,6 +234,25 @@ class App(faust.App):
 
     def _new_transport(self) -> IntakeTransport:
         return IntakeTransport(self.conf.broker_consumer, self)
+
+    async def finish_batches(self, timeout: float) -> None:
+        """Let the batches taken from the intakes deliver and acknowledge, for up to ``timeout`` seconds.
+
+        A rebalance and a stop wait for this before partitions are handed over. A batch already taken
+        would otherwise write its state, counts and outputs after the partition's next owner restored
+        its tables: that owner would process the batch again from a state without it, and count it twice.
+        """
+        try:
+            await asyncio.wait_for(asyncio.gather(*(intake.finished() for intake in self.intakes.values())), timeout)
+        except asyncio.TimeoutError:
+            self.log.warning("batches still undelivered after %g s; handing partitions over anyway", timeout)
+
+    async def on_stop(self) -> None:
+        """Deliver the batches in flight, taking no more, before the consumer leaves the group."""
+        for intake in self.intakes.values():
+            intake.close()
+        await self.finish_batches(FINISH_WAIT_S)
+        await super().on_stop()
 
     def intake(self, topic: faust.TopicT, maxsize: int) -> Intake:
         """Subscribe to ``topic`` and buffer its records in the returned intake instead of a stream."""

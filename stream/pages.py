@@ -63,6 +63,17 @@ def observed_stats(page_id: str, counts: Mapping[str, int]) -> PageStats | None:
 OBSERVED_COUNTS = ("views", "entrances", "exits", "bounces")
 
 
+def applied_key(partition: int) -> bytes:
+    """The page-counters key of the newest observation offset counted from ``partition``, written with
+    the counts it led to, so an observation read again after a rebalance or a crash is not counted
+    twice. Not UTF-8, so never a page id's key.
+
+    >>> applied_key(3)
+    b'\\xffapplied:3'
+    """
+    return b"\xffapplied:%d" % partition
+
+
 def observation(key: bytes | None, raw: bytes | None) -> tuple[str, dict[str, int]]:
     """The page id and counts of one page-observation record; ValueError if it is not one."""
     page_id = (key or b"").decode()  # UnicodeDecodeError is a ValueError

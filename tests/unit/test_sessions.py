@@ -314,6 +314,11 @@ def test_every_persona_event_is_what_pydantic_writes(intent, sample_frame):
 
 
 def test_observed_page_statistics_are_published_from_the_views_a_page_table_uses():
+    import doctest
+
+    import stream.pages
+
+    assert doctest.testmod(stream.pages).failed == 0
     counts = {"views": MIN_VIEWS - 1, "entrances": 10, "exits": 5, "bounces": 4}
     assert observed_stats("p", counts) is None
     stats = observed_stats("p", {**counts, "views": MIN_VIEWS})

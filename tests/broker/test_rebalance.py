@@ -1,0 +1,100 @@
+"""Workers joining and leaving while events flow: two rebalances in the middle of a replay, with the
+session state in RocksDB, lose and double-count nothing."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import orjson
+import pytest
+
+from bench import workload
+from tests.broker.harness import last_by_session
+from tests.conftest import SAMPLE
+
+pytestmark = pytest.mark.kafka
+
+EVENTS = 30_000
+CHUNKS = 60
+PACE_S = 0.4
+
+
+def test_workers_joining_and_leaving_mid_replay_lose_and_double_count_nothing(pipeline):
+    """Worker 1 runs alone, worker 2 joins while events flow (partitions move to it, their state is
+    restored from the changelog into its RocksDB), then worker 1 stops while events still flow (worker 2
+    takes every partition). Thousands of visits are open across both rebalances; each one's newest
+    PersonaEvent must count exactly its events, and the page counters every page view once."""
+    pipeline.settings["PERSONASTREAM_STORE"] = "rocksdb://"
+    work = workload.build(SAMPLE, EVENTS, uci_share=0.5)
+    expected = work.sessions()
+    records = [(r.key, r.value) for r in work.records]
+    size = -(-len(records) // CHUNKS)
+    chunks = [records[i:i + size] for i in range(0, len(records), size)]
+    pipeline.cli("topics")
+    pipeline.produce(pipeline.topic("pages"), work.catalog)
+    pipeline.produce(pipeline.topic("events"), chunks[0])
+    personas = pipeline.topic("personas")
+    first = pipeline.start_worker()
+    pipeline.consume_until(personas, bool, timeout=90)
+
+    failures: list[BaseException] = []
+
+    def produce_the_rest() -> None:
+        try:
+            for chunk in chunks[1:]:
+                pipeline.produce(pipeline.topic("events"), chunk)
+                time.sleep(PACE_S)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test thread
+            failures.append(exc)
+
+    producer = threading.Thread(target=produce_the_rest, daemon=True)
+    producer.start()
+    second = pipeline.start_worker()
+    pipeline.wait_for(lambda: pipeline.metric(second, "personastream_events_total") > 0,
+                      "the second worker to get partitions and process events", timeout=90)
+    first_processed = pipeline.metric(first, "personastream_events_total")
+    assert producer.is_alive(), "the replay ended before the second worker joined: no rebalance mid-stream"
+    pipeline.stop_worker(first)
+    assert first.returncode is not None and 0 < first_processed < len(records)
+    still_flowing = producer.is_alive()
+    producer.join(120)
+    assert not failures, failures
+
+    def done(values: list[bytes]) -> bool:
+        if crashes := pipeline.agent_crashes():
+            raise AssertionError("an agent crashed:\n" + "\n".join(crashes))
+        newest = {}
+        for value in values:
+            event = orjson.loads(value)
+            newest[event["session_id"]] = event["events_seen"]
+        return all(newest.get(key.decode(), 0) >= n for key, n in expected.items())
+
+    try:
+        pipeline.consume_until(personas, done, timeout=120)
+        pipeline.wait_for(lambda: not sum(pipeline.lag(pipeline.topic("events")).values()),
+                          "consumer lag 0 on the events topic", timeout=60)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n--- second worker log ---\n{pipeline.worker_log(1)[-5000:]}\n"
+                             f"--- diagnosis ---\n{pipeline.diagnose(second)}") from None
+    newest = last_by_session(pipeline.read_records(personas))
+
+    def final(key: bytes) -> tuple:
+        event = newest.get(key.decode(), {})
+        return event.get("visit"), event.get("events_seen")
+
+    wrong = {key.decode(): (*final(key), n) for key, n in expected.items() if final(key) != (0, n)}
+    letters = pipeline.read_records(pipeline.topic("dlq"))
+    print(f"{len(expected)} visits, {len(records)} events; first worker processed {first_processed:.0f} before it "
+          f"stopped ({'while' if still_flowing else 'after'} events flowed); second worker: "
+          f"{pipeline.metric(second, 'personastream_events_total'):.0f} events, "
+          f"{pipeline.metric(second, 'personastream_duplicate_events_total'):.0f} duplicates")
+    assert not wrong, (f"{len(wrong)} of {len(expected)} visits whose newest PersonaEvent is not (visit 0, all its "
+                       f"events): {dict(list(wrong.items())[:20])} as session: (visit, events_seen, expected)")
+    assert not letters, [orjson.loads(r.value)["reason"] for r in letters][:10]
+    # page views are counted once each, however often partitions moved
+    (changelog,) = [t for t in pipeline.broker_topics() if pipeline.name in t and t.endswith("page-counters-changelog")]
+    counted = {r.key: orjson.loads(r.value) for r in pipeline.read_records(changelog)
+               if r.value is not None and not r.key.startswith(b"\xff")}  # not the offsets counted (applied_key)
+    views = sum(orjson.loads(value)["type"] == "page_view" for _, value in records)
+    assert sum(counts.get("views", 0) for counts in counted.values()) == views
