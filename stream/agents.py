@@ -33,7 +33,7 @@ from stream.app import (
     visits,
 )
 from stream.delivery import deliver, track
-from stream.intake import FINISH_WAIT_S, ack
+from stream.intake import ack
 from stream.logs import collapse_repeats
 from stream.offsets import OffsetGuard
 from stream.pages import applied_key, compact_json, observation, observed_stats, page_record
@@ -64,7 +64,7 @@ def unacked_on_failure(what: str) -> Iterator[None]:
 
 @app.on_partitions_revoked.connect
 async def forget_revoked(app, revoked, **kwargs) -> None:
-    await app.finish_batches(FINISH_WAIT_S)
+    await app.finish_batches()
     order.forget(revoked)
 
 
@@ -252,8 +252,7 @@ async def aggregate_pages() -> None:
                 for name, n in observed.items():
                     counts[name] = counts.get(name, 0) + n
             counters = {key: (partition, compact_json(counts)) for key, (partition, counts) in totals.items()}
-            counters.update({applied_key(partition): (partition, b"%d" % offset)
-                             for partition, offset in applied.items() if offset >= 0})
+            counters.update({applied_key(p): (p, b"%d" % offset) for p, offset in applied.items()})
             outgoing = write_states(page_counters, counters)
             for key, (_, counts) in totals.items():
                 stats = observed_stats(key.decode(), counts)

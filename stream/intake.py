@@ -235,23 +235,24 @@ class App(faust.App):
     def _new_transport(self) -> IntakeTransport:
         return IntakeTransport(self.conf.broker_consumer, self)
 
-    async def finish_batches(self, timeout: float) -> None:
-        """Let the batches taken from the intakes deliver and acknowledge, for up to ``timeout`` seconds.
+    async def finish_batches(self) -> None:
+        """Let the batches taken from the intakes deliver and acknowledge, for up to :data:`FINISH_WAIT_S`.
 
         A rebalance and a stop wait for this before partitions are handed over. A batch already taken
         would otherwise write its state, counts and outputs after the partition's next owner restored
         its tables: that owner would process the batch again from a state without it, and count it twice.
         """
         try:
-            await asyncio.wait_for(asyncio.gather(*(intake.finished() for intake in self.intakes.values())), timeout)
+            await asyncio.wait_for(asyncio.gather(*(intake.finished() for intake in self.intakes.values())),
+                                   FINISH_WAIT_S)
         except asyncio.TimeoutError:
-            self.log.warning("batches still undelivered after %g s; handing partitions over anyway", timeout)
+            self.log.warning("batches still undelivered after %g s; handing partitions over anyway", FINISH_WAIT_S)
 
     async def on_stop(self) -> None:
         """Deliver the batches in flight, taking no more, before the consumer leaves the group."""
         for intake in self.intakes.values():
             intake.close()
-        await self.finish_batches(FINISH_WAIT_S)
+        await self.finish_batches()
         await super().on_stop()
 
     def intake(self, topic: faust.TopicT, maxsize: int) -> Intake:
