@@ -12,6 +12,7 @@ import uuid
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Mapping
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -267,6 +268,33 @@ class Pipeline:
                 parts.append(f"py-spy dump of worker {process.pid}:\n{dump.stdout[-8000:]}{dump.stderr[-500:]}")
         return "\n".join(parts)
 
+    def drain(self, worker: subprocess.Popen, expected: Mapping[str, int], timeout: float,
+              lag_timeout: float) -> dict[str, dict]:
+        """Wait until every session of ``expected`` (session id -> its events) has a PersonaEvent with all of
+        them (or of a later visit), then until the events topic has no lag; the newest PersonaEvent per
+        session. Fails on a crashed agent, or with ``worker``'s log and diagnosis on a timeout."""
+        personas = self.topic("personas")
+
+        def scored(values: list[bytes]) -> bool:
+            if crashes := self.agent_crashes():
+                raise AssertionError("an agent crashed:\n" + "\n".join(crashes))
+            newest = {}
+            for value in values:
+                event = orjson.loads(value)
+                newest[event["session_id"]] = event
+            return all(sid in newest and (newest[sid]["events_seen"] >= n or newest[sid]["visit"] > 0)
+                       for sid, n in expected.items())
+
+        try:
+            self.consume_until(personas, scored, timeout=timeout)
+            self.wait_for(lambda: not sum(self.lag(self.topic("events")).values()),
+                          "consumer lag 0 on the events topic", timeout=lag_timeout)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n--- worker {self.workers.index(worker)} log ---\n"
+                                 f"{self.worker_log(self.workers.index(worker))[-5000:]}\n"
+                                 f"--- diagnosis ---\n{self.diagnose(worker)}") from None
+        return last_by_session(self.read_records(personas))
+
     def kill_worker(self, process: subprocess.Popen) -> None:
         """SIGKILL a worker (no clean shutdown) and mark it stopped, so check_workers accepts its exit."""
         process.stopped = True
@@ -303,6 +331,16 @@ def last_by_session(records) -> dict[str, dict]:
         event = orjson.loads(record.value)
         last[event["session_id"]] = event
     return last
+
+
+def unexact_visits(newest: Mapping[str, dict], expected: Mapping[str, int]) -> dict[str, tuple]:
+    """session -> (visit, events_seen, expected events) of each session whose newest PersonaEvent is not
+    its first visit with all of its events."""
+    def final(sid: str) -> tuple:
+        event = newest.get(sid, {})
+        return event.get("visit"), event.get("events_seen")
+
+    return {sid: (*final(sid), n) for sid, n in expected.items() if final(sid) != (0, n)}
 
 
 def latest_by_session(values: list[bytes]) -> dict[str, dict]:

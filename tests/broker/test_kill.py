@@ -13,7 +13,7 @@ from models.intent import IntentModel
 from stream.kafka_io import poll_topic
 from stream.tools.offline import score_uci
 from stream.tools.replay import uci_records
-from tests.broker.harness import last_by_session
+from tests.broker.harness import last_by_session, unexact_visits
 from tests.broker.test_pipeline import assert_parity, expected_events
 
 pytestmark = pytest.mark.kafka
@@ -66,33 +66,14 @@ def test_sigkill_mid_replay_neither_loses_nor_double_counts(pipeline, sample_fra
 
     second = pipeline.start_worker()
 
-    def all_scored(values: list[bytes]) -> bool:
-        if crashes := pipeline.agent_crashes():
-            raise AssertionError("an agent crashed:\n" + "\n".join(crashes))
-        newest: dict[str, dict] = {}
-        for value in values:
-            event = orjson.loads(value)
-            newest[event["session_id"]] = event
-        return all(sid in newest and (newest[sid]["events_seen"] >= n or newest[sid]["visit"] > 0)
-                   for sid, n in expected.items())
-
-    try:
-        pipeline.consume_until(personas_topic, all_scored, timeout=90)
-        pipeline.wait_for(lambda: not sum(pipeline.lag(pipeline.topic("events")).values()),
-                          "consumer lag 0 on the events topic", timeout=30)
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}\n--- restarted worker log ---\n{pipeline.worker_log(1)[-5000:]}\n"
-                             f"--- diagnosis ---\n{pipeline.diagnose(second)}") from None
+    newest = pipeline.drain(second, expected, timeout=90, lag_timeout=30)
     print("restarted worker:", end=" ")
     diagnostics = {name: pipeline.metric(second, name) for name in (
         "personastream_events_total", "personastream_duplicate_events_total", "personastream_persona_events_total",
         "personastream_offset_rewinds_total", "personastream_dead_letters_total")}
 
     print(diagnostics)
-    newest = last_by_session(pipeline.read_records(personas_topic))
-    wrong = {sid: (newest.get(sid, {}).get("visit"), newest.get(sid, {}).get("events_seen"), n)
-             for sid, n in expected.items()
-             if sid not in newest or (newest[sid]["visit"], newest[sid]["events_seen"]) != (0, n)}
+    wrong = unexact_visits(newest, expected)
     letters = pipeline.read_records(pipeline.topic("dlq"))
     assert not wrong, (
         f"{len(wrong)} of {len(expected)} visits whose newest PersonaEvent is not (visit 0, all its events): "
