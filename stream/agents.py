@@ -34,7 +34,7 @@ from stream.app import (
 )
 from stream.delivery import deliver, track
 from stream.intake import ack
-from stream.logs import collapse_repeats
+from stream.logs import collapse_repeats, log_at_handler_level
 from stream.offsets import OffsetGuard
 from stream.pages import applied_key, compact_json, observation, observed_stats, page_record
 from stream.persona_sync import BANDIT_KEY, PERSONA_KEY, snapshot
@@ -92,8 +92,10 @@ from the table (recovered by then: Faust delivers no event before its tables are
 
 @app.task
 async def quiet_repeated_errors() -> None:
-    """Collapse the Kafka client's per-retry log lines (the worker's log handlers exist by now)."""
+    """Collapse the Kafka client's per-retry log lines, and skip the debug lines no handler takes
+    (the worker's log handlers exist by now)."""
     collapse_repeats()
+    log_at_handler_level()
 
 
 @app.task
