@@ -14,7 +14,7 @@ this to its own streams too). The intake remembers the first offset it dropped p
 the fetch loop seeks back to it, so a dropped record is always read again.
 
 Relies on faust-streaming 0.15.3 internals (``Consumer._drain_messages``, ``_read_offset``,
-``_add_gap``, ``App._new_transport``); ``pyproject.toml`` pins that version.
+``_add_gap``, the acknowledgement bookkeeping, ``App._new_transport``); ``pyproject.toml`` pins that version.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ import faust
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import Message
+from faust.types.tuples import ack_lock
+from mode.utils.futures import notify
 
 YIELD_EVERY = 100
 """Records handed over between two yields to the event loop (Faust's own value)."""
@@ -146,9 +148,24 @@ class Intake:
 
 
 def ack(consumer: faust_aiokafka.Consumer, messages: list[Message]) -> None:
-    """Acknowledge processed records: their offsets become committable by Faust's commit loop."""
+    """Acknowledge processed records: their offsets become committable by Faust's commit loop.
+
+    The bookkeeping of Faust's ``Consumer.ack``, a partition at a time instead of a record at a time
+    (records of an intake are not tracked as unacknowledged messages, so there is nothing to discard).
+    """
+    offsets: dict[Any, list[int]] = {}
     for message in messages:
-        consumer.ack(message)
+        offsets.setdefault(message.tp, []).append(message.offset)
+    with ack_lock:
+        for tp, acked in offsets.items():
+            if not consumer.app.topics.acks_enabled_for(tp.topic):
+                continue
+            committed, index = consumer._committed_offset[tp], consumer._acked_index[tp]
+            new = [offset for offset in acked if (committed is None or offset >= committed) and offset not in index]
+            index.update(new)
+            consumer._acked[tp].extend(new)
+            consumer._n_acked += len(new)
+        notify(consumer._waiting_for_ack)
 
 
 class IntakeConsumer(faust_aiokafka.Consumer):

@@ -4,7 +4,9 @@ import asyncio
 import doctest
 from typing import NamedTuple
 
+import faust
 import pytest
+from faust.types import TP, Message
 
 import stream.intake
 from stream.intake import Intake
@@ -137,3 +139,45 @@ def test_every_offered_record_is_taken_once_in_order(maxsize: int) -> None:
         return taken
 
     assert run(scenario()) == list(range(500))
+
+
+async def _consumer_with_history() -> tuple:
+    """A Faust consumer (never started) of an acking and a non-acking topic, partition 0 of the
+    first committed up to offset 5."""
+    app = faust.App("ack-test", broker="kafka://127.0.0.1:1")
+    app.topics.add(app.topic("events"))
+    app.topics.add(app.topic("no-acks", acks=False))
+    await app.topics._update_indices()  # what subscribing does
+
+    async def nothing(*args) -> None:
+        return None
+
+    consumer = app.transport.create_consumer(callback=nothing, on_partitions_revoked=nothing,
+                                             on_partitions_assigned=nothing)
+    consumer._committed_offset[TP("events", 0)] = 5
+    return consumer
+
+
+def _message(topic: str, partition: int, offset: int) -> Message:
+    return Message(topic, partition, offset, 0.0, 0, {}, b"k", b"v", None, tp=TP(topic, partition))
+
+
+@pytest.mark.parametrize("batches", [
+    [[("events", 0, o) for o in range(3, 9)], [("events", 1, 0), ("events", 0, 9), ("events", 1, 1)]],
+    [[("events", 0, 7), ("events", 0, 6)], [("events", 0, 6), ("events", 0, 8)]],  # read again, out of order
+    [[("no-acks", 0, 1), ("events", 2, 4)], [("no-acks", 0, 2)]],
+])
+def test_ack_leaves_the_consumer_as_faust_acking_each_record_would(batches) -> None:
+    async def main() -> None:
+        ours, faust_own = await _consumer_with_history(), await _consumer_with_history()
+        for batch in batches:
+            stream.intake.ack(ours, [_message(*m) for m in batch])
+            for m in batch:
+                faust_own.ack(_message(*m))
+        assert ours._n_acked == faust_own._n_acked > 0
+        assert {tp: sorted(o) for tp, o in ours._acked.items() if o} == \
+            {tp: sorted(o) for tp, o in faust_own._acked.items() if o}
+        assert dict(ours._acked_index) == dict(faust_own._acked_index)
+        for tp in faust_own._acked:
+            assert ours._new_offset(tp) == faust_own._new_offset(tp)
+    run(main())
