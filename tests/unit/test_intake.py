@@ -181,3 +181,20 @@ def test_ack_leaves_the_consumer_as_faust_acking_each_record_would(batches) -> N
         for tp in faust_own._acked:
             assert ours._new_offset(tp) == faust_own._new_offset(tp)
     run(main())
+
+
+def test_the_worker_consumer_fetches_with_the_apps_fetch_settings() -> None:
+    async def main() -> None:
+        app = stream.intake.App("fetch-test", broker="kafka://127.0.0.1:1", fetch_min_bytes=4096, fetch_max_wait_ms=7)
+
+        async def nothing(*args) -> None:
+            return None
+
+        consumer = app.transport.create_consumer(callback=nothing, on_partitions_revoked=nothing,
+                                                 on_partitions_assigned=nothing)
+        client = consumer._new_consumer_thread()._create_worker_consumer(app.transport)
+        try:
+            assert (client._fetch_min_bytes, client._fetch_max_wait_ms) == (4096, 7)
+        finally:
+            await client.stop()
+    run(main())
