@@ -15,7 +15,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from bench import spy
-from bench.rig import Rig
+from bench.rig import Rig, cpu_seconds
 from bench.stats import LatencyMatcher, completion, latency_summary
 from stream.config import Settings
 from stream.kafka_io import assign_all
@@ -235,15 +235,21 @@ async def _await_output(conf: Settings, key: bytes, check: Callable[[], None], t
 
 def pipeline_latency(rig: Rig, conf: Settings, catalog: list[tuple[bytes, bytes]],
                      loads: Sequence[tuple[float, Sequence[Outgoing]]], advance: Advance) -> list[dict]:
-    """Event -> PersonaEvent latency through one warmed-up worker, for each (rate, records) in turn."""
+    """Event -> PersonaEvent latency through one warmed-up worker, for each (rate, records) in turn, with
+    the worker's CPU time per event meanwhile (its threads together)."""
     try:
         start_pipeline(rig, conf, catalog, 1)
         asyncio.run(produce(conf.bootstrap, conf.events_topic, paced([WARMUP], None)))
         asyncio.run(_await_output(conf, WARMUP.key, rig.check, timeout=180))
         results, sent = [], Counter()
         for rate, records in loads:
-            results.append(asyncio.run(offered_load(conf.bootstrap, conf.events_topic, conf.personas_topic, records,
-                                                    rate, events_seen, advance, base=Counter(sent))))
+            pids = [process.pid for process in rig.workers.values()]
+            cpu = sum(cpu_seconds(pid) for pid in pids)
+            result = asyncio.run(offered_load(conf.bootstrap, conf.events_topic, conf.personas_topic, records,
+                                              rate, events_seen, advance, base=Counter(sent)))
+            result["worker_cpu_us_per_event"] = round(
+                (sum(cpu_seconds(pid) for pid in pids) - cpu) / max(len(records), 1) * 1e6, 1)
+            results.append(result)
             sent.update(r.key for r in records)
         return results
     finally:

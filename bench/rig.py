@@ -23,6 +23,15 @@ ENV_FIELDS = ("broker", "app_id", "events_topic", "personas_topic", "dlq_topic",
               "collect_requests_per_s", "gc_tuning", "fetch_min_bytes", "fetch_max_wait_ms")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` (from /proc/<pid>/stat), in seconds."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
     """SIGTERM unwinds like Ctrl-C, so every ``finally`` stops what it started."""

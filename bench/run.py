@@ -23,6 +23,8 @@ from stream import gc_pauses
 from stream.config import settings
 
 SHORT_WINDOW_S = 0.02
+FAUST_FETCH = {"fetch_min_bytes": 1, "fetch_max_wait_ms": 1500}
+"""What Faust's consumer asks the broker for: answer with the first byte, or after 1.5 s."""
 """Batch window of the extra latency run (the worker's default is 0.1 s)."""
 
 
@@ -155,6 +157,12 @@ def _through_kafka(opts: Options, rig: Rig, work: workload.Workload, expected, p
         rig, short, work.catalog, [(low, low_records)],
         phase(f"pipeline latency at {low:.0f} ev/s, {SHORT_WINDOW_S * 1000:.0f} ms batch window", len(low_records)))
     r["short_window_s"] = SHORT_WINDOW_S
+    r["fetch"], r["faust_fetch"] = {name: getattr(lat, name) for name in FAUST_FETCH}, FAUST_FETCH
+    for name, update in (("shipped", {}), ("faust_fetch", FAUST_FETCH)):
+        fresh = rig.settings(f"latf-{name}", f"latf-{name}.events", opts.partitions).model_copy(update=update)
+        (r[f"pipeline_latency_fresh_{name}"],) = kafka.pipeline_latency(
+            rig, fresh, work.catalog, [(low, low_records)],
+            phase(f"pipeline latency at {low:.0f} ev/s, fresh worker, {name.replace('_', ' ')}", len(low_records)))
     return r
 
 

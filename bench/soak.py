@@ -55,7 +55,7 @@ from aiokafka.errors import KafkaError
 from rich.console import Console
 
 from bench import workload
-from bench.rig import Rig, local_broker, sigterm_as_interrupt
+from bench.rig import Rig, cpu_seconds, local_broker, sigterm_as_interrupt
 from models.training.uci import read_uci, sessions
 from stream.config import Settings
 from stream.pages import page_record
@@ -210,15 +210,6 @@ def rss_bytes(pid: int) -> int:
         if match:
             total += int(match.group(1)) * 1024
     return total
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of ``pid`` (from /proc/<pid>/stat), in seconds."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def load_average() -> float:
