@@ -36,7 +36,7 @@ from stream.delivery import deliver, track
 from stream.intake import ack
 from stream.logs import collapse_repeats, log_at_handler_level
 from stream.offsets import OffsetGuard
-from stream.pages import applied_key, compact_json, observation, observed_stats, page_record
+from stream.pages import applied_key, compact_json, observation_records, observations, observed_stats, page_record
 from stream.persona_sync import BANDIT_KEY, PERSONA_KEY, snapshot
 from stream.sessions import BatchResult, Record
 from stream.state_table import read_states, write_states
@@ -200,8 +200,8 @@ async def sessionize() -> None:
             outgoing += [(personas.get_topic_name(), key, value, None) for key, value in published.items()]
             outgoing += [(dead_letters.get_topic_name(), None, letter.model_dump_json().encode(), None)
                          for letter in result.dead_letters]
-            outgoing += [(page_observations.get_topic_name(), page_id.encode(), orjson.dumps(counts), None)
-                         for page_id, counts in result.page_observations.items()]
+            outgoing += [(page_observations.get_topic_name(), None, value, partition) for partition, value
+                         in observation_records(result.page_observations, settings.partitions).items()]
             if delivering is not None:
                 await delivering
             delivering = asyncio.ensure_future(publish_batch(outgoing, messages, result, started))
@@ -223,8 +223,9 @@ async def publish_batch(outgoing: list, messages: list, result: BatchResult, sta
 
 @app.task
 async def aggregate_pages() -> None:
-    """Count views, entrances, exits and bounces per page, a batch at a time; publish the observed
-    statistics of each page the batch changed, once."""
+    """Count views, entrances, exits and bounces per page, a batch at a time (each record holds the
+    counts of a session batch's pages this partition owns); publish the observed statistics of each
+    page the batch changed, once."""
     while True:
         batch = await observation_intake.take(settings.batch_size, settings.batch_window_s)
         with unacked_on_failure("page batch"):
@@ -240,19 +241,20 @@ async def aggregate_pages() -> None:
                     continue  # read again after a rebalance or a crash: counted already
                 applied[message.partition] = message.offset
                 try:
-                    page_id, observed = observation(message.key, message.value)
+                    observed = observations(message.value)
                 except ValueError as exc:
                     letters.append(DeadLetter.for_payload(
                         message.value, reason=str(exc), topic=message.topic, partition=message.partition,
                         offset=message.offset, received_at=datetime.now(timezone.utc)))
                     continue
-                key = page_id.encode()
-                if key not in totals:
-                    stored = store.get(key)
-                    totals[key] = (message.partition, orjson.loads(stored) if stored else {})
-                counts = totals[key][1]
-                for name, n in observed.items():
-                    counts[name] = counts.get(name, 0) + n
+                for page_id, observed_counts in observed.items():
+                    key = page_id.encode()
+                    if key not in totals:
+                        stored = store.get(key)
+                        totals[key] = (message.partition, orjson.loads(stored) if stored else {})
+                    counts = totals[key][1]
+                    for name, n in observed_counts.items():
+                        counts[name] = counts.get(name, 0) + n
             counters = {key: (partition, compact_json(counts)) for key, (partition, counts) in totals.items()}
             counters.update({applied_key(p): (p, b"%d" % offset) for p, offset in applied.items()})
             outgoing = write_states(page_counters, counters)

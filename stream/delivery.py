@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from functools import lru_cache
 
 from aiokafka.errors import KafkaError
-from aiokafka.partitioner import murmur2
 
 from stream import metrics
 from stream.app import app
 from stream.state_table import Outgoing
+from stream.topics import key_hash
 
 log = logging.getLogger(__name__)
 _tracked: set[str] = set()
@@ -62,13 +61,6 @@ async def _send_batches(outgoing: list[Outgoing]) -> list[asyncio.Future]:
                 batch.append(key=key, value=value, timestamp=None)
         sent.append(await producer.send_batch(batch, topic, partition=partition))
     return sent
-
-
-@lru_cache(maxsize=1 << 16)
-def key_hash(key: bytes) -> int:
-    """The partitioning hash of a record key, as Kafka's default partitioner computes it (murmur2,
-    positive): cached, since a visit's key comes back batch after batch (aiokafka's murmur2 is Python)."""
-    return murmur2(key) & 0x7FFFFFFF
 
 
 async def deliver(outgoing: list[Outgoing]) -> None:

@@ -14,6 +14,7 @@ from typing import Mapping
 import orjson
 
 from schemas.pages import PageStats
+from stream.topics import key_hash
 
 MIN_VIEWS = 20
 
@@ -74,19 +75,35 @@ def applied_key(partition: int) -> bytes:
     return b"\xffapplied:%d" % partition
 
 
-def observation(key: bytes | None, raw: bytes | None) -> tuple[str, dict[str, int]]:
-    """The page id and counts of one page-observation record; ValueError if it is not one."""
-    page_id = (key or b"").decode()  # UnicodeDecodeError is a ValueError
-    if not 0 < len(page_id) <= 128:
-        raise ValueError("a page observation is keyed by a page id of 1 to 128 characters")
+def observation_records(observed: Mapping[str, Mapping[str, int]], partitions: int) -> dict[int, bytes]:
+    """A batch's page observations (page id -> counts) as one page-observations record per partition:
+    partition -> JSON object of the page ids it owns and their counts. A page id's partition is the one
+    Kafka's default partitioner gives it as a key, so each page is counted on one partition.
+
+    >>> observation_records({"home": {"views": 2}, "cart": {"exits": 1}}, partitions=1)
+    {0: b'{"home":{"views":2},"cart":{"exits":1}}'}
+    """
+    owned: dict[int, dict[str, Mapping[str, int]]] = {}
+    for page_id, counts in observed.items():
+        owned.setdefault(key_hash(page_id.encode()) % partitions, {})[page_id] = counts
+    return {partition: orjson.dumps(pages) for partition, pages in owned.items()}
+
+
+def observations(raw: bytes | None) -> dict[str, dict[str, int]]:
+    """The page ids and counts of one page-observations record; ValueError if it is not one."""
     try:
-        counts = orjson.loads(raw) if raw else None
+        pages = orjson.loads(raw) if raw else None
     except orjson.JSONDecodeError as exc:
-        raise ValueError(f"malformed page observation: {exc}") from None
-    if not isinstance(counts, dict) or not all(
-            name in OBSERVED_COUNTS and type(n) is int and 0 <= n < 2**31 for name, n in counts.items()):
-        raise ValueError(f"a page observation maps {', '.join(OBSERVED_COUNTS)} to counts")
-    return page_id, counts
+        raise ValueError(f"malformed page observations: {exc}") from None
+    if not isinstance(pages, dict):
+        raise ValueError("a page-observations record is a JSON object of page ids and their counts")
+    for page_id, counts in pages.items():
+        if not 0 < len(page_id) <= 128:
+            raise ValueError("page observations are keyed by page ids of 1 to 128 characters")
+        if not isinstance(counts, dict) or not all(
+                name in OBSERVED_COUNTS and type(n) is int and 0 <= n < 2**31 for name, n in counts.items()):
+            raise ValueError(f"a page observation maps {', '.join(OBSERVED_COUNTS)} to counts")
+    return pages
 
 
 def compact_json(value: object) -> bytes:

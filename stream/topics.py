@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.partitioner import murmur2
 
 from stream.config import Settings
 
@@ -22,6 +25,13 @@ def persona_model_topic(settings: Settings) -> str:
 
 def persona_learning_topic(settings: Settings) -> str:
     return f"{settings.personas_topic}.learning"
+
+
+@lru_cache(maxsize=1 << 16)
+def key_hash(key: bytes) -> int:
+    """The partitioning hash of a record key, as Kafka's default partitioner computes it (murmur2,
+    positive): cached, since a visit's key comes back batch after batch (aiokafka's murmur2 is Python)."""
+    return murmur2(key) & 0x7FFFFFFF
 
 
 def layout(settings: Settings) -> dict[str, tuple[int, dict[str, str]]]:

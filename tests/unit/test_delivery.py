@@ -2,7 +2,7 @@ import random
 
 from aiokafka.partitioner import DefaultPartitioner
 
-from stream.delivery import key_hash
+from stream.topics import key_hash
 
 
 def test_keyed_records_go_where_kafkas_default_partitioner_puts_them():
