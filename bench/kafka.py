@@ -233,23 +233,30 @@ async def _await_output(conf: Settings, key: bytes, check: Callable[[], None], t
         await consumer.stop()
 
 
+IDLE_S = 10.0
+
+
 def pipeline_latency(rig: Rig, conf: Settings, catalog: list[tuple[bytes, bytes]],
                      loads: Sequence[tuple[float, Sequence[Outgoing]]], advance: Advance) -> list[dict]:
     """Event -> PersonaEvent latency through one warmed-up worker, for each (rate, records) in turn, with
-    the worker's CPU time per event meanwhile (its threads together)."""
+    the worker's CPU time per event meanwhile (its threads together) and the share of a CPU it used
+    while idle for :data:`IDLE_S` before the first load."""
     try:
         start_pipeline(rig, conf, catalog, 1)
         asyncio.run(produce(conf.bootstrap, conf.events_topic, paced([WARMUP], None)))
         asyncio.run(_await_output(conf, WARMUP.key, rig.check, timeout=180))
+        pids = [process.pid for process in rig.workers.values()]
+        cpu = sum(cpu_seconds(pid) for pid in pids)
+        time.sleep(IDLE_S)
+        idle_share = round((sum(cpu_seconds(pid) for pid in pids) - cpu) / IDLE_S, 4)
         results, sent = [], Counter()
         for rate, records in loads:
-            pids = [process.pid for process in rig.workers.values()]
             cpu = sum(cpu_seconds(pid) for pid in pids)
             result = asyncio.run(offered_load(conf.bootstrap, conf.events_topic, conf.personas_topic, records,
                                               rate, events_seen, advance, base=Counter(sent)))
             result["worker_cpu_us_per_event"] = round(
                 (sum(cpu_seconds(pid) for pid in pids) - cpu) / max(len(records), 1) * 1e6, 1)
-            results.append(result)
+            results.append(result | {"worker_idle_cpu_share": idle_share})
             sent.update(r.key for r in records)
         return results
     finally:

@@ -326,8 +326,9 @@ def interpretation(r: Results) -> list[str]:
         f"({faust_fetch['worker_cpu_us_per_event'] / max(fresh['worker_cpu_us_per_event'], 0.1):.2f}×); p50/p99 "
         f"{fresh['p50_ms']}/{fresh['p99_ms']} ms against {faust_fetch['p50_ms']}/{faust_fetch['p99_ms']} ms. "
         f"The price: an event may wait up to {r['fetch']['fetch_max_wait_ms']} ms in the broker when traffic is "
-        "light, and an idle worker polls the broker that often (measured on this machine: 3.9% of a core idle "
-        "against 1.0% with Faust's fetch).",
+        "light, and an idle worker polls the broker that often: before the load it used "
+        f"{fresh['worker_idle_cpu_share']:.1%} of a CPU as shipped, {faust_fetch['worker_idle_cpu_share']:.1%} with "
+        "Faust's fetch.",
         f"* **Scale.** 2 workers vs 1: {two['events_per_s'] / one['events_per_s']:.2f}× (steady "
         f"{two['steady_events_per_s'] / one['steady_events_per_s']:.2f}×), on {r['machine']['cpus']} CPUs "
         "that also run "
