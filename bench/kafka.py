@@ -20,6 +20,7 @@ from bench.stats import LatencyMatcher, completion, latency_summary
 from stream.config import Settings
 from stream.kafka_io import assign_all
 from stream.tools.replay import Outgoing, paced, produce, seed_pages
+from stream.topics import key_hash
 
 Advance = Callable[[int], None]
 PROFILE_DELAY_S, PROFILE_S = 15, 40
@@ -194,6 +195,7 @@ def throughput(rig: Rig, conf: Settings, catalog: list[tuple[bytes, bytes]], exp
     total = sum(expected.values())
     started = time.monotonic()
     sampler = None
+    first_worker = rig.started
     try:
         start_pipeline(rig, conf, catalog, workers)
         sampler = (spy.start(next(iter(rig.workers.values())).pid, PROFILE_S, profile, PROFILE_DELAY_S)
@@ -211,10 +213,30 @@ def throughput(rig: Rig, conf: Settings, catalog: list[tuple[bytes, bytes]], exp
             except subprocess.TimeoutExpired:
                 sampler.kill()
                 sampler.wait()
-    result = completion(asyncio.run(read_outputs(conf.bootstrap, conf.personas_topic)), expected)
+    points = asyncio.run(read_outputs(conf.bootstrap, conf.personas_topic))
+    result = completion(points, expected)
+    if result["sessions_complete"] < result["sessions"]:
+        result["diagnosis"] = diagnosis(points, expected, conf.partitions,
+                                        [rig.log(index) for index in range(first_worker, rig.started)])
     sampled = {"profiled_s": round(profiled, 1)} if sampler is not None else {}
     return {"workers": workers, "partitions": conf.partitions, "wall_s_with_startup": round(wall, 1), **sampled,
             **result}
+
+
+def diagnosis(points: Sequence[tuple[float, bytes, int]], expected: Mapping[bytes, int], partitions: int,
+              logs: Sequence[Path]) -> dict:
+    """What an incomplete run leaves to go on: the events missing per partition of the events topic
+    (the most any PersonaEvent of a visit reflected, against its events), and the workers' warnings."""
+    seen: dict[bytes, int] = {}
+    for _, key, events in points:
+        seen[key] = max(seen.get(key, 0), events)
+    missing: Counter = Counter()
+    for key, events in expected.items():
+        if seen.get(key, 0) < events:
+            missing[key_hash(key) % partitions] += events - seen.get(key, 0)
+    warnings = [line.strip()[:300] for path in logs if path.exists()
+                for line in path.read_text(errors="replace").splitlines() if "WARNING" in line or "ERROR" in line]
+    return {"missing_events_by_partition": dict(sorted(missing.items())), "worker_warnings": warnings[-20:]}
 
 
 async def _await_output(conf: Settings, key: bytes, check: Callable[[], None], timeout: float) -> None:

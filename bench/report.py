@@ -81,6 +81,8 @@ def _complete(run: Results) -> str:
     if run["events_covered"] < run["events"]:
         text += (f", **only {_n(run['events_covered'])} of {_n(run['events'])} events reflected before the outputs "
                  "stalled**; the rate counts those")
+    if "diagnosis" in run:
+        text += f" (events missing per partition: {run['diagnosis']['missing_events_by_partition']})"
     return text
 
 

@@ -86,3 +86,17 @@ def test_worker_profile_summary_is_each_threads_busy_share_and_its_self_time(tmp
     assert summary["threads"][1]["top"] == [{"frame": "send (aiokafka/producer.py)", "share": 0.75},
                                             {"frame": "ack (stream/intake.py)", "share": 0.25}]
     assert summary["threads"][0]["top"] == [{"frame": "process (stream/sessions.py)", "share": 1.0}]
+
+
+def test_diagnosis_of_an_incomplete_run_counts_missing_events_per_partition_and_keeps_warnings(tmp_path):
+    from bench.kafka import diagnosis
+    from stream.topics import key_hash
+
+    expected = {b"a": 3, b"b": 2, b"c": 4}
+    points = [(1.0, b"a", 1), (2.0, b"a", 3), (1.5, b"b", 1), (3.0, b"c", 4), (4.0, b"c", 2)]
+    log = tmp_path / "worker-0.log"
+    log.write_text("[WARNING] records of TP(p=1) skipped from offset 7: reading them again\nnothing\n[ERROR] boom\n")
+    found = diagnosis(points, expected, 4, [log, tmp_path / "missing.log"])
+    assert found["missing_events_by_partition"] == {key_hash(b"b") % 4: 1}
+    assert found["worker_warnings"] == ["[WARNING] records of TP(p=1) skipped from offset 7: reading them again",
+                                        "[ERROR] boom"]
