@@ -12,7 +12,7 @@ import uuid
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -268,14 +268,10 @@ class Pipeline:
                 parts.append(f"py-spy dump of worker {process.pid}:\n{dump.stdout[-8000:]}{dump.stderr[-500:]}")
         return "\n".join(parts)
 
-    def drain(self, worker: subprocess.Popen, expected: Mapping[str, int], timeout: float,
-              lag_timeout: float) -> dict[str, dict]:
-        """Wait until every session of ``expected`` (session id -> its events) has a PersonaEvent with all of
-        them (or of a later visit), then until the events topic has no lag; the newest PersonaEvent per
-        session. Fails on a crashed agent, or with ``worker``'s log and diagnosis on a timeout."""
-        personas = self.topic("personas")
-
-        def scored(values: list[bytes]) -> bool:
+    def scored(self, expected: dict[str, int]) -> Callable[[list[bytes]], bool]:
+        """A :meth:`consume_until` check over PersonaEvents: every session of ``expected`` (session id ->
+        events) scored with all its events, or on to a later visit; raises if an agent crashed."""
+        def check(values: list[bytes]) -> bool:
             if crashes := self.agent_crashes():
                 raise AssertionError("an agent crashed:\n" + "\n".join(crashes))
             newest = {}
@@ -284,9 +280,16 @@ class Pipeline:
                 newest[event["session_id"]] = event
             return all(sid in newest and (newest[sid]["events_seen"] >= n or newest[sid]["visit"] > 0)
                        for sid, n in expected.items())
+        return check
 
+    def drain(self, worker: subprocess.Popen, expected: Mapping[str, int], timeout: float,
+              lag_timeout: float) -> dict[str, dict]:
+        """Wait until every session of ``expected`` (session id -> its events) has a PersonaEvent with all of
+        them (or of a later visit), then until the events topic has no lag; the newest PersonaEvent per
+        session. Fails on a crashed agent, or with ``worker``'s log and diagnosis on a timeout."""
+        personas = self.topic("personas")
         try:
-            self.consume_until(personas, scored, timeout=timeout)
+            self.consume_until(personas, self.scored(expected), timeout=timeout)
             self.wait_for(lambda: not sum(self.lag(self.topic("events")).values()),
                           "consumer lag 0 on the events topic", timeout=lag_timeout)
         except AssertionError as exc:

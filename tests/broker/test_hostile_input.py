@@ -198,18 +198,8 @@ def test_hostile_input_is_dead_lettered_and_nothing_valid_is_lost(pipeline, samp
 
     expected = {**counts, **closers}
 
-    def all_scored(values: list[bytes]) -> bool:
-        if crashes := pipeline.agent_crashes():
-            raise AssertionError("an agent crashed:\n" + "\n".join(crashes))
-        newest: dict[str, dict] = {}
-        for value in values:
-            event = orjson.loads(value)
-            newest[event["session_id"]] = event
-        return all(sid in newest and (newest[sid]["events_seen"] >= n or newest[sid]["visit"] > 0)
-                   for sid, n in expected.items())
-
     try:
-        pipeline.consume_until(pipeline.topic("personas"), all_scored, timeout=60)
+        pipeline.consume_until(pipeline.topic("personas"), pipeline.scored(expected), timeout=60)
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n--- worker log tail ---\n{pipeline.worker_log(0)[-6000:]}\n"
                              f"--- diagnosis ---\n{pipeline.diagnose(worker)}") from None
