@@ -16,7 +16,7 @@ from typing import Callable, Mapping
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.partitioner import murmur2
 
 from stream.kafka_io import poll_topic
@@ -208,6 +208,28 @@ class Pipeline:
                 await admin.close()
 
         return asyncio.run(names())
+
+    def partition_count(self, topic: str) -> int:
+        async def count() -> int:
+            consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap)
+            await consumer.start()
+            try:
+                return len(await _partitions(consumer, topic))
+            finally:
+                await consumer.stop()
+
+        return asyncio.run(count())
+
+    def create_topic(self, topic: str, partitions: int) -> None:
+        async def create() -> None:
+            admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+            await admin.start()
+            try:
+                await admin.create_topics([NewTopic(topic, partitions, 1)])
+            finally:
+                await admin.close()
+
+        asyncio.run(create())
 
     def lag(self, topic: str, group: str | None = None) -> dict[int, int]:
         """partition -> end offset minus the offset committed by the app's consumer group (``group``)."""

@@ -1,0 +1,16 @@
+"""`personastream topics` creates every topic before a worker starts, the tables' changelogs included, and
+returns once the broker's metadata lists them all (a worker joining its group meanwhile would otherwise leave
+a changelog out of the assignment, and no worker would restore that table)."""
+
+import pytest
+
+from stream.topics import TABLES
+
+pytestmark = pytest.mark.kafka
+
+
+def test_topics_creates_the_changelogs_of_the_workers_tables(pipeline):
+    pipeline.cli("topics")
+    changelogs = {f"{pipeline.env['PERSONASTREAM_APP_ID']}-{table}-changelog" for table in TABLES}
+    assert changelogs <= set(pipeline.broker_topics())
+    assert {pipeline.partition_count(topic) for topic in changelogs} == {pipeline.partitions}
