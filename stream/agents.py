@@ -35,14 +35,12 @@ from stream.app import (
 from stream.delivery import deliver, track
 from stream.intake import ack
 from stream.logs import collapse_repeats, log_at_handler_level
-from stream.offsets import OffsetGuard
 from stream.pages import applied_key, compact_json, observation_records, observations, observed_stats, page_record
 from stream.persona_sync import BANDIT_KEY, PERSONA_KEY, snapshot
 from stream.sessions import BatchResult, Record
 from stream.state_table import read_states, write_states
 
 log = logging.getLogger(__name__)
-order = OffsetGuard()
 
 
 @contextmanager
@@ -63,16 +61,12 @@ def unacked_on_failure(what: str) -> Iterator[None]:
 
 
 @app.on_partitions_revoked.connect
-async def forget_revoked(app, revoked, **kwargs) -> None:
+async def finish_revoked(app, revoked, **kwargs) -> None:
     await app.finish_batches()
-    order.forget(revoked)
 
 
 @app.on_partitions_assigned.connect
-async def forget_assigned(app, assigned, **kwargs) -> None:
-    order.forget(assigned)
-    for intake in app.intakes.values():
-        intake.forget_rewinds()
+async def reindex_assigned(app, assigned, **kwargs) -> None:
     reindex.set()
     await track_output_topics()
 
@@ -185,12 +179,7 @@ async def sessionize() -> None:
                 indexed = await worker.serially(worker.processor.restore_index, list(read_states(sessions).items()))
                 log.info("indexed %d stored sessions", indexed)
             started = time.perf_counter()
-            messages, rewind = order.admit([(m.tp, m.offset, m) for m in batch])
-            for tp, offset in rewind.items():
-                log.warning("records of %s skipped from offset %d: reading them again", tp, offset)
-                await app.consumer.seek(tp, offset)
-                metrics.REWINDS.inc()
-            records = [Record(m.key, m.value, m.topic, m.partition, m.offset) for m in messages]
+            records = [Record(m.key, m.value, m.topic, m.partition, m.offset) for m in batch]
             result = await worker.serially(worker.processor.process, records, read_states(sessions))
             outgoing = write_states(sessions, result.states)
             published = result.personas
@@ -204,7 +193,7 @@ async def sessionize() -> None:
                          in observation_records(result.page_observations, settings.partitions).items()]
             if delivering is not None:
                 await delivering
-            delivering = asyncio.ensure_future(publish_batch(outgoing, messages, result, started))
+            delivering = asyncio.ensure_future(publish_batch(outgoing, batch, result, started))
 
 
 async def publish_batch(outgoing: list, messages: list, result: BatchResult, started: float) -> None:

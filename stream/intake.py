@@ -8,14 +8,15 @@ control and offset commits, and only changes what happens to a fetched record of
 an :class:`Intake`: it is appended to that intake's buffer, which the agent's task takes a batch at
 a time and acknowledges with :func:`ack`. Records of every other topic go the usual way.
 
-Faust's flow control clears the buffers of streams when it resumes flow after a rebalance's
-recovery, which also drops records fetched after the recovery's seek (faust-streaming 0.15.3 does
-this to its own streams too). The intake remembers the first offset it dropped per partition and
-the fetch loop seeks back to it, so a dropped record is always read again.
+Records of an intake topic are handed over in offset order from the position :class:`ReadPositions`
+keeps (set by every seek, including the one to the committed offsets that ends each rebalance's
+recovery). A batch fetched across a seek is dropped and read again from the new position; so are the
+records Faust's flow control clears from the buffer when a rebalance stops or resumes flow. Seeks run
+on Faust's consumer thread, which owns the Kafka client.
 
-Relies on faust-streaming 0.15.3 internals (``Consumer._drain_messages``, ``_read_offset``,
-``_add_gap``, the acknowledgement bookkeeping, ``App._new_transport``, the consumer thread's
-``_create_worker_consumer``); ``pyproject.toml`` pins that version.
+Relies on faust-streaming 0.15.3 internals (``Consumer._drain_messages``, ``perform_seek``,
+``_committed_offset``, ``_add_gap``, the acknowledgement bookkeeping, ``App._new_transport``, the
+consumer thread's ``_create_worker_consumer`` and ``call_thread``); ``pyproject.toml`` pins that version.
 """
 
 from __future__ import annotations
@@ -23,14 +24,18 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from typing import Any, Iterable
+from functools import cached_property
+from typing import Any
 
 import faust
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as faust_aiokafka
-from faust.types import Message
+from faust.types import TP, Message
 from faust.types.tuples import ack_lock
 from mode.utils.futures import notify
+
+from stream import metrics
+from stream.offsets import ReadPositions
 
 YIELD_EVERY = 100
 """Records handed over between two yields to the event loop (Faust's own value)."""
@@ -42,7 +47,7 @@ class Intake:
     """Fetched records of one topic, buffered in fetch order until the agent takes a batch; the agent
     calls :meth:`finish` once the batch is delivered and acknowledged, and a rebalance waits for that.
 
-    >>> intake = Intake(maxsize=2)
+    >>> intake = Intake(maxsize=2, positions=ReadPositions())
     >>> intake.offer("a"), intake.offer("b"), intake.offer("c")
     (True, True, False)
     >>> asyncio.run(intake.take(10, within=0.01))
@@ -50,10 +55,10 @@ class Intake:
     >>> intake.finish()  # delivered and acknowledged
     """
 
-    def __init__(self, maxsize: int) -> None:
+    def __init__(self, maxsize: int, positions: ReadPositions[TP]) -> None:
         self.maxsize = maxsize
         self._records: deque[Message] = deque()
-        self._rewinds: dict[Any, int] = {}
+        self._positions = positions
         self._want = 1
         self._since = 0.0
         """When the oldest buffered record arrived (``time.monotonic()``)."""
@@ -129,23 +134,16 @@ class Intake:
             self._want = 1
 
     def clear(self) -> None:
-        """Drop every buffered record (Faust's flow control does this on a rebalance); the first
-        offset dropped per partition is kept for :meth:`take_rewinds`."""
+        """Drop every buffered record (Faust's flow control does this on a rebalance); each partition's
+        read position goes back to its first dropped record."""
+        first: dict[TP, int] = {}
         for message in self._records:
-            tp = message.tp
-            self._rewinds[tp] = min(message.offset, self._rewinds.get(tp, message.offset))
+            first.setdefault(message.tp, message.offset)
+        for tp, offset in first.items():
+            self._positions.rewind(tp, offset)
         self._records.clear()
         self.room.set()
         self._enough.set()
-
-    def take_rewinds(self) -> dict[Any, int]:
-        """partition -> first offset dropped by :meth:`clear` since the last call: read it again."""
-        rewinds, self._rewinds = self._rewinds, {}
-        return rewinds
-
-    def forget_rewinds(self) -> None:
-        """A new assignment: Faust seeks every partition to its committed offset itself."""
-        self._rewinds.clear()
 
 
 def ack(consumer: faust_aiokafka.Consumer, messages: list[Message]) -> None:
@@ -175,12 +173,19 @@ class IntakeConsumer(faust_aiokafka.Consumer):
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover (runs in every broker test)
         callback = self.callback
         intakes = self.app.intakes
+        positions = self.app.read_positions
         read_offset = self._read_offset
         acks_enabled_for = self.app.topics.acks_enabled_for
         since_yield = 0
         try:
             while not (self._stopped.is_set() or fetcher._stopped.is_set()):
-                await self._read_dropped_again(intakes.values())
+                async with self._seeking:  # a seek in progress ends before the next fetch
+                    rewinds = positions.take_seeks()
+                    if rewinds:
+                        await self._seek_intakes(rewinds)
+                        metrics.REWINDS.inc(len(rewinds))
+                    seeks = positions.seeks
+                dropping: set[TP] = set()
                 self.diag.set_flag(CONSUMER_FETCHING)
                 records = self.getmany(timeout=1.0)
                 await self.sleep(0)
@@ -191,20 +196,34 @@ class IntakeConsumer(faust_aiokafka.Consumer):
                     if since_yield > YIELD_EVERY:
                         await asyncio.sleep(0)
                         since_yield = 0
-                    offset, last = message.offset, read_offset[tp]
-                    if last is not None and offset < last:
-                        continue  # read again after a seek: Faust drops these too
-                    if last and offset - last > 1 and acks_enabled_for(message.topic):
-                        await self._add_gap(tp, last + 1, offset)  # compacted or transaction markers
                     if self._commit_every is not None and self._n_acked >= self._commit_every:
                         self._n_acked = 0
                         await self.commit()
+                    offset = message.offset
                     intake = intakes.get(tp.topic)
-                    if intake is None:
+                    if intake is None:  # Faust's own delivery
+                        last = read_offset[tp]
+                        if last is not None and offset < last:
+                            continue
+                        if last and offset - last > 1 and acks_enabled_for(tp.topic):
+                            await self._add_gap(tp, last + 1, offset)
                         await self.wait_first(callback(message), self.suspend_flow.wait())
+                        read_offset[tp] = offset
+                        continue
+                    if tp in dropping or positions.seeks != seeks:  # fetched across a seek: read it again
+                        dropping.add(tp)
+                        positions.dropped(tp)
+                        continue
+                    no_records = positions.admit(tp, offset)
+                    if no_records is None:
+                        continue
+                    if no_records and acks_enabled_for(tp.topic):
+                        await self._add_gap(tp, no_records.start, no_records.stop - 1)
+                    if await self._hand_over(intake, message, seeks):
+                        positions.handed_over(tp, offset)
                     else:
-                        await self._hand_over(intake, message)
-                    read_offset[tp] = offset
+                        dropping.add(tp)
+                        positions.dropped(tp)
                 self.diag.unset_flag(CONSUMER_FETCHING)
         except self.consumer_stopped_errors:
             if not self.transport.app.should_stop:
@@ -218,27 +237,65 @@ class IntakeConsumer(faust_aiokafka.Consumer):
     def _new_consumer_thread(self) -> IntakeConsumerThread:
         return IntakeConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
-    async def _read_dropped_again(self, intakes: Iterable[Intake]) -> None:
-        assigned = self.assignment()
-        for intake in intakes:
-            for tp, offset in intake.take_rewinds().items():
-                if tp in assigned:
-                    await self.seek(tp, offset)
+    async def perform_seek(self) -> None:
+        """Faust's seek to the committed offsets (which leaves a partition without one, or at 0, where it
+        was), then every intake partition to its committed offset, or its first one if none is committed."""
+        async with self._seeking:
+            await super().perform_seek()
+            partitions = [tp for tp in self.assignment() if tp.topic in self.app.intakes]
+            offsets = {tp: self._committed_offset.get(tp) for tp in partitions}
+            uncommitted = [tp for tp, offset in offsets.items() if offset is None]
+            if uncommitted:
+                offsets.update(await self.earliest_offsets(*uncommitted))
+            await self._seek_intakes(offsets)
 
-    async def _hand_over(self, intake: Intake, message: Message) -> None:
+    @cached_property
+    def _seeking(self) -> asyncio.Lock:
+        """Held from a seek's request to its end: seeks reach the Kafka client in the order their
+        positions were set, and no fetch starts meanwhile."""
+        return asyncio.Lock()
+
+    async def _seek_intakes(self, offsets: dict[TP, int]) -> None:
+        """Read intake partitions on from ``offsets``, and seek them there on the consumer thread, which owns
+        the Kafka client (a seek from this thread can leave a partition unfetched). The positions move first:
+        a batch fetched before is dropped and read again. Called holding :attr:`_seeking`."""
+        if offsets:
+            self.app.read_positions.sought(offsets)
+            await self._thread.call_thread(self._thread.seek_assigned, offsets)
+
+    def stop_flow(self) -> None:
+        """Faust's flow stop (a rebalance), which ends the batch being handed over without a word."""
+        super().stop_flow()
+        self.app.read_positions.interrupted()
+
+    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        await super().on_partitions_revoked(revoked)
+        self.app.read_positions.forget(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
+        self.app.read_positions.forget(assigned)
+        await super().on_partitions_assigned(assigned, generation_id)
+
+    async def _hand_over(self, intake: Intake, message: Message, seeks: int) -> bool:
         """Buffer the record: at once while flow is on and there is room; else, like Faust's own
-        delivery, once flow control lets records through again (after a rebalance's recovery, which
-        clears the buffer first) and there is room, or never if the consumer stops flow meanwhile
-        (a rebalance: the partitions are read again from their committed offsets)."""
+        delivery, once flow control lets records through again and there is room, unless the consumer
+        stops flow (a rebalance) or a seek or rewind (``read_positions.seeks`` no longer ``seeks``)
+        happens meanwhile. True if it was buffered."""
+        if self.app.read_positions.seeks != seeks:
+            return False
         if self.app.flow_control.is_active() and intake.offer(message):
-            return
-        await self.wait_first(self._offer_when_flowing(intake, message), self.suspend_flow.wait())
+            return True
+        offer = self._offer_when_flowing(intake, message, seeks)
+        waited = await self.wait_first(offer, self.suspend_flow.wait())
+        return dict(zip(waited.done, waited.results)).get(offer, False)
 
-    async def _offer_when_flowing(self, intake: Intake, message: Message) -> None:
+    async def _offer_when_flowing(self, intake: Intake, message: Message, seeks: int) -> bool:
         while True:
             await self.app.flow_control.acquire()
+            if self.app.read_positions.seeks != seeks:
+                return False
             if intake.offer(message):
-                return
+                return True
             await intake.room.wait()
 
 
@@ -254,6 +311,15 @@ class IntakeConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         consumer._fetch_min_bytes, consumer._fetch_max_wait_ms = app.fetch_min_bytes, app.fetch_max_wait_ms
         return consumer
 
+    async def seek_assigned(self, offsets: dict[TP, int]) -> None:
+        """Seek the partitions of ``offsets`` still assigned (runs on this thread)."""
+        consumer = self._ensure_consumer()
+        assigned = consumer.assignment()
+        for tp, offset in offsets.items():
+            kafka_tp = faust_aiokafka.ensure_aiokafka_TP(tp)
+            if kafka_tp in assigned:
+                consumer.seek(kafka_tp, offset)
+
 
 class IntakeTransport(faust_aiokafka.Transport):
     Consumer = IntakeConsumer
@@ -265,6 +331,7 @@ class App(faust.App):
     def __init__(self, *args: Any, fetch_min_bytes: int = 1, fetch_max_wait_ms: int = 1500, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.intakes: dict[str, Intake] = {}
+        self.read_positions: ReadPositions[TP] = ReadPositions()
         self.fetch_min_bytes, self.fetch_max_wait_ms = fetch_min_bytes, fetch_max_wait_ms
 
     def _new_transport(self) -> IntakeTransport:
@@ -293,7 +360,7 @@ class App(faust.App):
     def intake(self, topic: faust.TopicT, maxsize: int) -> Intake:
         """Subscribe to ``topic`` and buffer its records in the returned intake instead of a stream."""
         (name,) = topic.topics
-        intake = self.intakes[name] = Intake(maxsize)
+        intake = self.intakes[name] = Intake(maxsize, self.read_positions)
         self.topics.add(topic)
         self.flow_control.manage_queue(intake)
         return intake

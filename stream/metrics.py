@@ -12,7 +12,7 @@ VISITS_CLOSED = Counter("personastream_visits_closed_total", "visits ended by th
 PERSONA_HANDOVERS = Counter("personastream_persona_handovers_total", "persona learner snapshots sent for merging")
 PERSONA_MERGES = Counter("personastream_persona_merges_total", "shared persona models published by this worker")
 REWINDS = Counter("personastream_offset_rewinds_total",
-                  "seeks back after the consumer skipped records (see stream/offsets.py)")
+                  "seeks back to read again records the consumer dropped (see stream/offsets.py)")
 DELIVERY_RETRIES = Counter("personastream_delivery_retries_total",
                            "batches sent again because Kafka could not be reached")
 LOG_LINES_HELD = Counter("personastream_log_lines_held_total", "repeated Kafka client warnings and errors not logged")

@@ -10,6 +10,7 @@ from faust.types import TP, Message
 
 import stream.intake
 from stream.intake import Intake
+from stream.offsets import ReadPositions
 
 
 def test_doctests() -> None:
@@ -22,7 +23,7 @@ def run(coro):
 
 def test_take_returns_a_full_batch_at_once_in_fetch_order() -> None:
     async def scenario():
-        intake = Intake(maxsize=100)
+        intake = Intake(maxsize=100, positions=ReadPositions())
         for i in range(7):
             assert intake.offer(i)
         loop = asyncio.get_running_loop()
@@ -38,7 +39,7 @@ def test_take_returns_a_full_batch_at_once_in_fetch_order() -> None:
 
 def test_take_waits_for_the_first_record_then_at_most_the_window() -> None:
     async def scenario():
-        intake = Intake(maxsize=100)
+        intake = Intake(maxsize=100, positions=ReadPositions())
         loop = asyncio.get_running_loop()
         loop.call_later(0.05, intake.offer, "a")
         loop.call_later(0.07, intake.offer, "b")
@@ -53,7 +54,7 @@ def test_take_waits_for_the_first_record_then_at_most_the_window() -> None:
 
 def test_records_that_already_waited_the_window_are_taken_at_once() -> None:
     async def scenario():
-        intake = Intake(maxsize=100)
+        intake = Intake(maxsize=100, positions=ReadPositions())
         intake.offer("a")
         await asyncio.sleep(0.3)  # the last batch was being processed meanwhile
         intake.offer("b")
@@ -69,7 +70,7 @@ def test_records_that_already_waited_the_window_are_taken_at_once() -> None:
 
 def test_a_full_intake_refuses_until_a_take_makes_room() -> None:
     async def scenario():
-        intake = Intake(maxsize=3)
+        intake = Intake(maxsize=3, positions=ReadPositions())
         offered = [intake.offer(i) for i in range(4)]
         room_before = intake.room.is_set()
         await intake.take(2, within=0.01)
@@ -88,7 +89,7 @@ class Fetched(NamedTuple):
 
 def test_clear_drops_buffered_records_and_wakes_a_waiting_take_without_returning_them() -> None:
     async def scenario():
-        intake = Intake(maxsize=10)
+        intake = Intake(maxsize=10, positions=ReadPositions())
         intake.offer(Fetched("p0", 7))
         intake.clear()
         assert len(intake) == 0
@@ -99,29 +100,35 @@ def test_clear_drops_buffered_records_and_wakes_a_waiting_take_without_returning
     assert run(scenario()) == [Fetched("p0", 7)]
 
 
-def test_clear_remembers_the_first_dropped_offset_of_each_partition_until_taken() -> None:
-    intake = Intake(maxsize=10)
-    for record in [Fetched("p0", 5), Fetched("p1", 3), Fetched("p0", 6)]:
+def test_clear_moves_each_read_position_back_to_its_first_dropped_record() -> None:
+    positions = ReadPositions()
+    positions.sought({"p0": 5, "p1": 2, "p2": 9})
+    intake = Intake(maxsize=10, positions=positions)
+    for record in [Fetched("p0", 5), Fetched("p1", 2), Fetched("p0", 6), Fetched("p1", 3)]:
+        positions.handed_over(record.tp, record.offset)
         intake.offer(record)
     intake.clear()
-    intake.offer(Fetched("p1", 2))
-    intake.clear()
-    assert intake.take_rewinds() == {"p0": 5, "p1": 2}
-    assert intake.take_rewinds() == {}
+    assert positions.take_seeks() == {"p0": 5, "p1": 2}  # p2 dropped nothing
+    assert positions.admit("p0", 4) is None and positions.admit("p0", 5) == range(5, 5)
 
 
-def test_a_new_assignment_forgets_the_rewinds() -> None:
-    intake = Intake(maxsize=10)
+def test_clear_leaves_a_position_a_later_seek_moved_below_the_dropped_records() -> None:
+    """Faust's recovery seeks to the committed offset, then resumes flow, which clears the buffer."""
+    positions = ReadPositions()
+    positions.sought({"p0": 5})
+    intake = Intake(maxsize=10, positions=positions)
     intake.offer(Fetched("p0", 5))
+    positions.handed_over("p0", 5)
+    positions.sought({"p0": 3})  # committed offset, below the buffered record
     intake.clear()
-    intake.forget_rewinds()
-    assert intake.take_rewinds() == {}
+    assert positions.take_seeks() == {}
+    assert positions.admit("p0", 3) == range(3, 3)
 
 
 @pytest.mark.parametrize("maxsize", [1, 50])
 def test_every_offered_record_is_taken_once_in_order(maxsize: int) -> None:
     async def scenario():
-        intake = Intake(maxsize=maxsize)
+        intake = Intake(maxsize=maxsize, positions=ReadPositions())
         taken: list[int] = []
 
         async def produce():
