@@ -23,9 +23,9 @@ from stream import gc_pauses
 from stream.config import settings
 
 SHORT_WINDOW_S = 0.02
+"""Batch window of the extra latency run (the worker's default is 0.03 s)."""
 FAUST_FETCH = {"fetch_min_bytes": 1, "fetch_max_wait_ms": 1500}
 """What Faust's consumer asks the broker for: answer with the first byte, or after 1.5 s."""
-"""Batch window of the extra latency run (the worker's default is 0.1 s)."""
 
 
 @dataclass(frozen=True)

@@ -36,11 +36,11 @@ class Settings(BaseSettings):
                             "the batch window passes first)")
     batch_window_s: float = Field(0.03, gt=0, le=0.5, description="longest an event waits for its batch to fill "
                                   "(counted from its arrival)")
-    fetch_min_bytes: int = Field(1, ge=1, description="bytes the broker gathers for a worker's fetch before "
-                                 "answering (at most fetch_max_wait_ms); 32768 with 25 ms costs less CPU under "
-                                 "moderate load but made a rebalance test hang after a rewind (README, Performance)")
-    fetch_max_wait_ms: int = Field(1500, ge=0, le=5000, description="longest the broker holds a worker's fetch "
-                                   "to gather fetch_min_bytes")
+    fetch_min_bytes: int = Field(32768, ge=1, description="bytes the broker gathers for a worker's fetch before "
+                                 "answering (at most fetch_max_wait_ms; Faust asks for 1 byte, which under moderate "
+                                 "load makes every fetch a round trip for a few records)")
+    fetch_max_wait_ms: int = Field(25, ge=0, le=5000, description="longest the broker holds a worker's fetch "
+                                   "to gather fetch_min_bytes (Faust: 1500)")
     buffer_maxsize: int = Field(
         200_000, ge=1000, description="records buffered by the events and the page-observations intakes (the fetch "
         "loop waits while one is full) and per partition of Faust's other streams")
