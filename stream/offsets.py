@@ -42,7 +42,8 @@ class ReadPositions(Generic[TP]):
         """Seeks and rewinds so far: the rest of a batch fetched before one is not handed over."""
 
     def sought(self, offsets: Mapping[TP, int]) -> None:
-        """The Kafka client was sought to ``offsets``: read on from there."""
+        """The Kafka client is about to be sought to ``offsets`` (set first, so that a batch fetched
+        before the seek is dropped): read on from there."""
         self._next.update(offsets)
         self._seek_back.difference_update(offsets)
         self.seeks += 1
@@ -77,7 +78,7 @@ class ReadPositions(Generic[TP]):
             self.seeks += 1
 
     def take_seeks(self) -> dict[TP, int]:
-        """partition -> offset to seek the Kafka client to, once; call :meth:`sought` after seeking."""
+        """partition -> offset to seek the Kafka client to, once; call :meth:`sought` with them as the seek starts."""
         seeks = {tp: self._next[tp] for tp in self._seek_back}
         self._seek_back.clear()
         return seeks
