@@ -84,8 +84,9 @@ def processor_rate(intent: IntentModel, catalog,
     """Events/s of ``SessionProcessor.process`` alone, its timed scoring calls and the final states."""
     timed = TimedIntent(intent)
     work = batches(records)
+    proc = processor(timed, catalog)
     started = time.perf_counter()
-    states = run_batches(processor(timed, catalog), work)
+    states = run_batches(proc, work)
     seconds = time.perf_counter() - started
     return ({"events": len(records), "batch": BATCH, "seconds": round(seconds, 2),
              "events_per_s": round(len(records) / seconds, 1),
