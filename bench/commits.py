@@ -22,7 +22,7 @@ from typing import Callable, Iterator, Sequence
 import orjson
 
 from bench import kafka, report, workload
-from bench.rig import Rig, local_broker, sigterm_as_interrupt
+from bench.rig import local_rig, sigterm_as_interrupt
 
 BEGIN, END = "<!-- commits -->", "<!-- /commits -->"
 REPO = Path(__file__).resolve().parents[1]
@@ -56,12 +56,11 @@ def run(csv: Path, refs: Sequence[str], events: int, rounds: int, out: Path, jso
     expected = Counter(r.key for r in work.records)
     runs: dict[str, list[dict]] = {ref: [] for ref in refs}
     try:
-        with sigterm_as_interrupt(), worktrees(refs, home) as trees, local_broker(home / "broker") as bootstrap:
-            rig = Rig(bootstrap, home)
+        with sigterm_as_interrupt(), worktrees(refs, home) as trees, local_rig(home) as rig:
             topic = "commits.events"
             first = rig.settings("c", topic)
             rig.topics(first)
-            kafka.preload(bootstrap, topic, work.records, lambda n=1: None)
+            kafka.preload(rig.bootstrap, topic, work.records, lambda n=1: None)
             for round_ in range(rounds):
                 for i, (ref, subject, path) in enumerate(trees):
                     conf = rig.settings(f"c{round_}x{i}", topic)

@@ -123,10 +123,12 @@ def events_seen(value: bytes) -> int:
 
 
 async def wait_done(conf: Settings, total: int, complete: Callable[[list], bool], check: Callable[[], None],
-                    advance: Advance, timeout: float, quiet_s: float = 15.0, stall_s: float = 60.0) -> None:
+                    advance: Advance, timeout: float, quiet_s: float = 15.0, stall_s: float = 60.0,
+                    first_output: Callable[[], None] = lambda: None) -> None:
     """Wait until the worker group has committed ``total`` offsets of the events topic, or its outputs
     have stopped growing for ``quiet_s`` and are ``complete`` (Faust 0.15.3 can leave a partition's
-    commit behind after a rebalance although every event was processed), or for ``stall_s``."""
+    commit behind after a rebalance although every event was processed), or for ``stall_s``.
+    ``first_output`` is called once, when the first output is seen (polled every second)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=conf.bootstrap)
     outputs = _consumer(conf.bootstrap)
     await admin.start()
@@ -143,6 +145,8 @@ async def wait_done(conf: Settings, total: int, complete: Callable[[list], bool]
             await asyncio.sleep(1.0)
             now = sum((await outputs.end_offsets(partitions)).values())
             if now != produced:
+                if not produced:
+                    first_output()
                 produced, quiet_since = now, time.monotonic()
             elif produced and time.monotonic() - quiet_since > stall_s:
                 return  # stalled: the report says how many visits are incomplete
@@ -191,20 +195,31 @@ def throughput(rig: Rig, conf: Settings, catalog: list[tuple[bytes, bytes]], exp
     """Pre-loaded events through ``workers`` fresh workers: first PersonaEvent to the last visit's final one.
 
     With ``profile``, the first worker is sampled by py-spy into that file (see :data:`PROFILE_S`;
-    ``profiled_s`` says how long it ran of them)."""
+    ``profiled_s`` says how long it ran of them). ``workers_cpu_us_per_event`` and ``broker_cpu_us_per_event``
+    are the CPU time of the workers (every thread) and of the broker from the first output seen (polled every
+    second) to the end, per event."""
     total = sum(expected.values())
     started = time.monotonic()
     sampler = None
     first_worker = rig.started
+    cpu: dict[str, float] = {}
+
+    def cpu_now() -> dict[str, float]:
+        pids = {"workers": [process.pid for process in rig.workers.values()], "broker": [rig.broker_pid]}
+        return {name: sum(cpu_seconds(pid) for pid in group if pid) for name, group in pids.items()}
+
     try:
         start_pipeline(rig, conf, catalog, workers)
         sampler = (spy.start(next(iter(rig.workers.values())).pid, PROFILE_S, profile, PROFILE_DELAY_S)
                    if profile else None)
         sampled_from = time.monotonic() + PROFILE_DELAY_S
         finished = lambda points: completion(points, expected)["sessions_complete"] == len(expected)  # noqa: E731
-        asyncio.run(wait_done(conf, total, finished, rig.check, advance, timeout))
+        asyncio.run(wait_done(conf, total, finished, rig.check, advance, timeout,
+                              first_output=lambda: cpu.update(cpu_now())))
         wall = time.monotonic() - started
         profiled = max(0.0, min(PROFILE_S, time.monotonic() - sampled_from))
+        cpu_us = {f"{name}_cpu_us_per_event": round((seconds - cpu.get(name, 0.0)) / total * 1e6, 1)
+                  for name, seconds in cpu_now().items() if rig.broker_pid or name == "workers"}
     finally:
         rig.stop_all()
         if sampler is not None:
@@ -220,7 +235,7 @@ def throughput(rig: Rig, conf: Settings, catalog: list[tuple[bytes, bytes]], exp
                                         [rig.log(index) for index in range(first_worker, rig.started)])
     sampled = {"profiled_s": round(profiled, 1)} if sampler is not None else {}
     return {"workers": workers, "partitions": conf.partitions, "wall_s_with_startup": round(wall, 1), **sampled,
-            **result}
+            **cpu_us, **result}
 
 
 def diagnosis(points: Sequence[tuple[float, bytes, int]], expected: Mapping[bytes, int], partitions: int,

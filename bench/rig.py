@@ -46,12 +46,17 @@ def sigterm_as_interrupt() -> Iterator[None]:
 
 
 @contextmanager
-def local_broker(home: Path) -> Iterator[str]:
-    """A single-node broker on a free port under ``home``; stopped by PID on exit, error or Ctrl-C."""
-    broker = LocalBroker(home, port=free_port())
+def local_rig(home: Path) -> Iterator["Rig"]:
+    """A :class:`Rig` on a single-node broker under ``home / "broker"`` on a free port; its workers and
+    the broker are stopped by PID on exit, error or Ctrl-C."""
+    broker = LocalBroker(home / "broker", port=free_port())
     try:
         broker.start()
-        yield f"127.0.0.1:{broker.port}"
+        rig = Rig(f"127.0.0.1:{broker.port}", home, broker_pid=broker.pid())
+        try:
+            yield rig
+        finally:
+            rig.stop_all()
     finally:
         broker.stop()
 
@@ -62,6 +67,8 @@ class Rig:
 
     bootstrap: str
     home: Path
+    broker_pid: int | None = None
+    """The local broker's process, for its CPU time (None: not known)."""
     workers: dict[int, subprocess.Popen] = field(default_factory=dict)
     web_ports: dict[int, int] = field(default_factory=dict)
     """worker index -> its Faust web port (/metrics, /status)."""

@@ -1,6 +1,6 @@
 """`personastream soak`: one worker under a steady, never-ending stream of visits for many minutes.
 
-A fresh local broker (:func:`bench.rig.local_broker`) and ONE worker; the page catalog is seeded,
+A fresh local broker (:func:`bench.rig.local_rig`) and ONE worker; the page catalog is seeded,
 then visits are produced at ``rate`` events/s for the warm-up plus the measured minutes. Every
 ``interval`` seconds the harness samples
 
@@ -55,7 +55,7 @@ from aiokafka.errors import KafkaError
 from rich.console import Console
 
 from bench import workload
-from bench.rig import Rig, cpu_seconds, local_broker, sigterm_as_interrupt
+from bench.rig import Rig, cpu_seconds, local_rig, sigterm_as_interrupt
 from models.training.uci import read_uci, sessions
 from stream.config import Settings
 from stream.pages import page_record
@@ -428,20 +428,16 @@ def run(opts: Options, console: Console) -> dict:
         with sigterm_as_interrupt():
             frame = read_uci(opts.csv).head(opts.uci_rows) if opts.uci_rows else None
             stream = VisitStream(frame, random.Random(opts.seed), opts.concurrent, opts.uci_share)
-            with local_broker(home / "broker") as bootstrap:
-                rig = Rig(bootstrap, home)
-                try:
-                    conf = rig.settings("soak", "soak.events", opts.partitions).model_copy(
-                        update={"session_gap_s": opts.session_gap_s, "session_retain_s": opts.session_retain_s})
-                    rig.topics(conf)
-                    catalog = stream.catalog()
-                    asyncio.run(seed_pages(conf.bootstrap, conf.pages_topic, catalog))
-                    rig.start_worker(conf)
-                    console.print(f"broker {bootstrap}, {len(catalog):,} pages seeded, worker starting "
-                                  f"(log {rig.log(0)})")
-                    raw = asyncio.run(_soak(opts, conf, rig, stream, console.print))
-                finally:
-                    rig.stop_all()
+            with local_rig(home) as rig:
+                conf = rig.settings("soak", "soak.events", opts.partitions).model_copy(
+                    update={"session_gap_s": opts.session_gap_s, "session_retain_s": opts.session_retain_s})
+                rig.topics(conf)
+                catalog = stream.catalog()
+                asyncio.run(seed_pages(conf.bootstrap, conf.pages_topic, catalog))
+                rig.start_worker(conf)
+                console.print(f"broker {rig.bootstrap}, {len(catalog):,} pages seeded, worker starting "
+                              f"(log {rig.log(0)})")
+                raw = asyncio.run(_soak(opts, conf, rig, stream, console.print))
         ok = True
     finally:
         if ok and not opts.keep:

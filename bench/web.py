@@ -17,7 +17,7 @@ import orjson
 from aiokafka.partitioner import DefaultPartitioner
 
 from bench import kafka, report, workload
-from bench.rig import Rig, local_broker, sigterm_as_interrupt
+from bench.rig import Rig, local_rig, sigterm_as_interrupt
 from bench.stats import percentile
 from stream.config import Settings
 from stream.tools.broker import stop_process
@@ -192,8 +192,7 @@ def run(csv, out: Path, json_out: Path, say) -> dict:
     home = Path(tempfile.mkdtemp(prefix="personastream-bench-web-"))
     try:
         work = workload.build(csv, 60_000)
-        with sigterm_as_interrupt(), local_broker(home / "broker") as bootstrap:
-            rig = Rig(bootstrap, home)
+        with sigterm_as_interrupt(), local_rig(home) as rig:
             say("throughput of one worker (for the lookup's offered load)")
             one = rig.settings("cap", "cap.events", 4)
             rig.topics(one)
