@@ -18,12 +18,12 @@ import numpy as np
 from models.actions import ActionCatalog
 from models.features import SessionState, session_features
 from models.intent import IntentModel
-from stream.config import settings
+from stream.config import Settings, settings
 from stream.pages import PageTable
 from stream.sessions import Record, SessionProcessor
 from stream.tools.replay import Outgoing
 
-BATCH = 2000
+BATCH = Settings.model_fields["batch_size"].default
 """Events per batch, as the worker's default ``PERSONASTREAM_BATCH_SIZE``."""
 
 

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from bench import kafka, offline, report, spy, workload
-from bench.rig import Rig, local_broker, sigterm_as_interrupt
+from bench.rig import Rig, local_rig, sigterm_as_interrupt
 from stream import gc_pauses
 from stream.config import settings
 
@@ -38,15 +38,15 @@ class Options:
     rate: float = 5000.0
     latency_s: float = 20.0
     memory_sessions: int = 1_000_000
-    offline_events: int = 40_000
+    offline_events: int = 96_000
     partitions: int = 4
     ablation_events: int = 200_000
     keep: bool = False
 
 
-QUICK = {"events": 100_000, "latency_s": 8.0, "memory_sessions": 100_000, "offline_events": 10_000,
+QUICK = {"events": 100_000, "latency_s": 8.0, "memory_sessions": 100_000, "offline_events": 32_000,
          "ablation_events": 50_000}
-WORKER_ABLATIONS = (("as shipped", {}), ("batches of 500 (the default before issue 13)", {"batch_size": 500}),
+WORKER_ABLATIONS = (("as shipped", {}), ("batches of 2,000 (the default before)", {"batch_size": 2000}),
                     ("no TreeSHAP explanations (`TOP_FEATURES=0`)", {"top_features": 0}),
                     ("CPython's default garbage collection (`GC_TUNING=false`)", {"gc_tuning": False}))
 """Worker settings compared through the broker, one worker each, on the same pre-loaded events."""
@@ -111,12 +111,8 @@ def _phases(opts: Options, home: Path, progress: Progress) -> report.Results:
     step()
     del timed, states
 
-    with local_broker(home / "broker") as bootstrap:
-        rig = Rig(bootstrap, home)
-        try:
-            r.update(_through_kafka(opts, rig, work, expected, phase))
-        finally:
-            rig.stop_all()
+    with local_rig(home) as rig:
+        r.update(_through_kafka(opts, rig, work, expected, phase))
     return r
 
 

@@ -32,8 +32,9 @@ class Settings(BaseSettings):
                                 "clock are dead letters (they would end every open visit of their partition)")
     max_open_visits: int = Field(1_000_000, ge=1000, description="open visits indexed per partition for ending "
                                  "them by event time; beyond it the least recently active are closed when they return")
-    batch_size: int = Field(2000, ge=1, description="events taken per batch by the session agent (fewer when "
-                            "the batch window passes first)")
+    batch_size: int = Field(16_000, ge=1, description="events taken per batch by the session agent (fewer when "
+                            "the batch window passes first: only a worker that is behind takes full batches, which "
+                            "score each visit once for more of its events)")
     batch_window_s: float = Field(0.03, gt=0, le=0.5, description="longest an event waits for its batch to fill "
                                   "(counted from its arrival)")
     fetch_min_bytes: int = Field(32768, ge=1, description="bytes the broker gathers for a worker's fetch before "

@@ -23,6 +23,9 @@ VISITS = 150
 
 def test_sigkill_mid_replay_neither_loses_nor_double_counts(pipeline, sample_frame):
     frame = sample_frame.head(VISITS)
+    # small batches: the replay spans many of them, so the kill lands between batches mid-replay (one batch of
+    # the default size would hold every event)
+    pipeline.settings["PERSONASTREAM_BATCH_SIZE"] = "200"
     catalog, records = uci_records(frame)
     expected = expected_events(records)
     pipeline.cli("topics")
