@@ -90,7 +90,7 @@ class Scorer:
     def _stale(self, states: list[SessionState], scores: list[float], bands: list[str]) -> list[int]:
         """The visits to explain (TreeSHAP top features): medium- and high-intent visits whose band changed
         or whose score moved by more than ``explain_delta`` since they were last explained (TreeSHAP costs
-        ~500 compiled scores); a low-intent visit carries none."""
+        hundreds of compiled scores); a low-intent visit carries none."""
         if not self.top_features:
             return []
         stale = []

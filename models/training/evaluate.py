@@ -154,7 +154,8 @@ def markdown(metrics: dict, image_dir: str = "docs/img/intent") -> str:
         f"Stratified {m['folds']}-fold cross-validation on `train.csv` ({m['sessions']} UCI Online Shoppers "
         f"sessions, {m['positive_rate']:.1%} purchases), split by session: every prefix of a session is in "
         "the same fold. Scores are out-of-fold and calibrated as published "
-        f"(calibration: `{m['calibration_method']}`, chosen by cross-fitted Brier score).",
+        f"(calibration: `{m['calibration_method']}`, chosen by cross-fitted Brier score). The model has "
+        f"{m['rounds']} trees (the mean early-stopped rounds of the folds).",
         "",
         "| score after | ROC-AUC | PR-AUC | Brier |",
         "|---|---|---|---|",

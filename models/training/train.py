@@ -36,7 +36,7 @@ from models.training.uci import fold_session, sessions
 
 PARAMS = {
     "objective": "binary",
-    "learning_rate": 0.015,
+    "learning_rate": 0.05,
     "num_leaves": 15,
     "min_data_in_leaf": 100,
     "feature_fraction": 0.8,
@@ -48,7 +48,10 @@ PARAMS = {
     "num_threads": 2,
     "verbose": -1,
 }
-"""Categorical features are passed as their vocabulary codes (most frequent first) and split as
+"""A learning rate of 0.05 early-stops at about a quarter of the trees of 0.015 (110 vs 416) with the same
+5-fold CV ROC-AUC and PR-AUC within noise over 5 seeds (-0.0002 and -0.0007 on average, the sign varying by
+seed); TreeSHAP explanations cost about 1.5 µs per tree and row, so they are ~4× cheaper. 0.1 (46 trees)
+lost ROC-AUC on every seed. Categorical features are passed as their vocabulary codes (most frequent first) and split as
 ordinal numbers: LightGBM's categorical splits overfit the rare browser/region/traffic values
 (about -0.001 to -0.002 ROC-AUC in 5-fold CV on train.csv)."""
 MAX_ROUNDS = 3000
