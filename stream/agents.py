@@ -216,7 +216,7 @@ async def aggregate_pages() -> None:
     counts of a session batch's pages this partition owns); publish the observed statistics of each
     page the batch changed, once."""
     while True:
-        batch = await observation_intake.take(settings.batch_size, settings.batch_window_s)
+        batch = await observation_intake.take(settings.batch_size, settings.page_window_s)
         with unacked_on_failure("page batch"):
             store = read_states(page_counters)
             totals: dict[bytes, tuple[int, dict[str, int]]] = {}

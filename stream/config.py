@@ -37,6 +37,9 @@ class Settings(BaseSettings):
                             "score each visit once for more of its events)")
     batch_window_s: float = Field(0.03, gt=0, le=0.5, description="longest an event waits for its batch to fill "
                                   "(counted from its arrival)")
+    page_window_s: float = Field(1.0, gt=0, le=10, description="longest a page observation waits before the page "
+                                 "agent counts it (page statistics need no lower latency; one page batch per "
+                                 "second instead of one per session batch spares the event loop)")
     fetch_min_bytes: int = Field(32768, ge=1, description="bytes the broker gathers for a worker's fetch before "
                                  "answering (at most fetch_max_wait_ms; Faust asks for 1 byte, which under moderate "
                                  "load makes every fetch a round trip for a few records)")
