@@ -1,7 +1,7 @@
 """A Faust worker on the real broker whose only task takes batches from the intake of one topic, slowly,
 and interrupts its own reading the way a rebalance does; prints what it was handed (for test_intake.py).
 
-    python -m tests.broker.intake_probe BOOTSTRAP TOPIC APP_ID RECORDS_PER_PARTITION ACTION
+    python -m tests.broker.intake_probe BOOTSTRAP TOPIC APP_ID RECORDS_PER_PARTITION ACTION DATADIR
 
 ACTION, done after the 3rd, 10th and 20th batch:
 - ``rebalance``: Faust's sequence: stop flow, clear the buffers, seek to the committed offsets, resume;
@@ -28,8 +28,8 @@ from stream.intake import App, ack
 ACT_AFTER_BATCHES = (3, 10, 20)
 
 
-def main(bootstrap: str, topic_name: str, app_id: str, per_partition: int, action: str) -> None:
-    app = App(app_id, broker=f"kafka://{bootstrap}", store="memory://", web_enabled=False,
+def main(bootstrap: str, topic_name: str, app_id: str, per_partition: int, action: str, datadir: str) -> None:
+    app = App(app_id, broker=f"kafka://{bootstrap}", store="memory://", web_enabled=False, datadir=datadir,
               consumer_auto_offset_reset="earliest", broker_commit_interval=0.2, broker_max_poll_records=200,
               key_serializer="raw", value_serializer="raw")
     topic = app.topic(topic_name, key_serializer="raw", value_serializer="raw")
@@ -72,4 +72,4 @@ def main(bootstrap: str, topic_name: str, app_id: str, per_partition: int, actio
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5])
+    main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5], sys.argv[6])

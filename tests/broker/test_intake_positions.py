@@ -38,7 +38,8 @@ def test_every_record_is_handed_over_in_order_across_interruptions(pipeline, act
                          partition=partition)
     probe = subprocess.run(
         [sys.executable, "-m", "tests.broker.intake_probe", pipeline.bootstrap, topic, f"probe-{pipeline.name}",
-         str(PER_PARTITION), action], cwd=ROOT, capture_output=True, text=True, timeout=180)
+         str(PER_PARTITION), action, str(pipeline.home / "probe-data")], cwd=ROOT, capture_output=True, text=True,
+        timeout=180)
     assert probe.returncode == 0, probe.stdout[-3000:] + probe.stderr[-3000:]
     lines = [line for line in probe.stdout.splitlines() if "handed: " in line]
     assert lines, probe.stdout[-3000:] + probe.stderr[-3000:]
