@@ -205,8 +205,11 @@ def throughput(rig: Rig, conf: Settings, catalog: list[tuple[bytes, bytes]], exp
     cpu: dict[str, float] = {}
 
     def cpu_now() -> dict[str, float]:
-        pids = {"workers": [process.pid for process in rig.workers.values()], "broker": [rig.broker_pid]}
-        return {name: sum(cpu_seconds(pid) for pid in group if pid) for name, group in pids.items()}
+        """CPU seconds so far of the workers together and, if its PID is known, of the broker."""
+        groups = {"workers": [process.pid for process in rig.workers.values()]}
+        if rig.broker_pid:
+            groups["broker"] = [rig.broker_pid]
+        return {name: sum(cpu_seconds(pid) for pid in pids) for name, pids in groups.items()}
 
     try:
         start_pipeline(rig, conf, catalog, workers)
@@ -219,7 +222,7 @@ def throughput(rig: Rig, conf: Settings, catalog: list[tuple[bytes, bytes]], exp
         wall = time.monotonic() - started
         profiled = max(0.0, min(PROFILE_S, time.monotonic() - sampled_from))
         cpu_us = {f"{name}_cpu_us_per_event": round((seconds - cpu.get(name, 0.0)) / total * 1e6, 1)
-                  for name, seconds in cpu_now().items() if rig.broker_pid or name == "workers"}
+                  for name, seconds in cpu_now().items()}
     finally:
         rig.stop_all()
         if sampler is not None:
