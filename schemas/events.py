@@ -96,14 +96,13 @@ def _opaque(name: str, max_len: int, memo: bool) -> AfterValidator:
 
 
 def _ts_utc(value: datetime) -> datetime:
-    """The time in UTC (naive times are UTC); the range is checked before, by the field's bounds."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    try:
-        if MIN_TS <= value < MAX_TS:
-            return value.astimezone(timezone.utc)
-    except (OverflowError, ValueError):
-        pass
+    """The time in UTC (naive times are UTC). The field's bounds have checked the range of an aware
+    time exactly; a naive one is checked again here, as UTC."""
+    if value.tzinfo is not None:
+        return value.astimezone(timezone.utc)
+    value = value.replace(tzinfo=timezone.utc)
+    if MIN_TS <= value < MAX_TS:
+        return value
     raise ValueError(_TS_RANGE)
 
 

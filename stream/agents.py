@@ -37,7 +37,7 @@ from stream.intake import ack
 from stream.logs import collapse_repeats, log_at_handler_level
 from stream.pages import applied_key, compact_json, observation_records, observations, observed_stats, page_record
 from stream.persona_sync import BANDIT_KEY, PERSONA_KEY, snapshot
-from stream.sessions import BatchResult, Record
+from stream.sessions import BatchResult
 from stream.state_table import read_states, write_states
 
 log = logging.getLogger(__name__)
@@ -179,8 +179,7 @@ async def sessionize() -> None:
                 indexed = await worker.serially(worker.processor.restore_index, list(read_states(sessions).items()))
                 log.info("indexed %d stored sessions", indexed)
             started = time.perf_counter()
-            records = [Record(m.key, m.value, m.topic, m.partition, m.offset) for m in batch]
-            result = await worker.serially(worker.processor.process, records, read_states(sessions))
+            result = await worker.serially(worker.processor.process, batch, read_states(sessions))
             outgoing = write_states(sessions, result.states)
             published = result.personas
             latest = {key: (partition, published.get(key)) for key, (partition, blob) in result.states.items()

@@ -19,7 +19,7 @@ import math
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Callable, Iterable, MutableMapping, Sequence
+from typing import Callable, Iterable, MutableMapping, Protocol, Sequence
 
 from models.actions import ActionCatalog
 from models.bandit import ActionPolicy, settle
@@ -35,9 +35,25 @@ from stream.persona_sync import SharedPersona
 from stream.scoring import Scorer
 
 
+class Consumed(Protocol):
+    """What the processor reads of a consumed Kafka record: a Faust message is one (the session agent
+    hands them over as they are), so is a :class:`Record`."""
+
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+
+
 @dataclass(frozen=True)
 class Record:
-    """One consumed Kafka record, as the processor needs it."""
+    """A record to process that was not consumed from Kafka (offline replays, tests)."""
 
     key: bytes | None
     value: bytes | None
@@ -120,7 +136,7 @@ class SessionProcessor:
             self._clock[state.partition] = last_ts
         return len(found)
 
-    def process(self, records: Sequence[Record], states: MutableMapping[bytes, bytes]) -> BatchResult:
+    def process(self, records: Sequence[Consumed], states: MutableMapping[bytes, bytes]) -> BatchResult:
         """Fold ``records`` into the visits they belong to and score every visit touched.
 
         No record can stop the batch: a record that is not a valid event, is dated too far ahead of
@@ -142,7 +158,7 @@ class SessionProcessor:
             result.states[key] = (partition, state.to_bytes())
         return result
 
-    def _fold(self, record: Record, states: MutableMapping[bytes, bytes],
+    def _fold(self, record: Consumed, states: MutableMapping[bytes, bytes],
               touched: dict[bytes, tuple[int, SessionState]], result: BatchResult, horizon: float) -> None:
         """Apply one record to its visit; raise :class:`EventError` if it is not a valid event."""
         event = parse_event(record.value)
@@ -195,7 +211,7 @@ class SessionProcessor:
                         topic="", partition=state.partition, offset=state.offset, received_at=self.now()))
             return out
 
-    def _dead_letter(self, record: Record, reason: str) -> DeadLetter:
+    def _dead_letter(self, record: Consumed, reason: str) -> DeadLetter:
         return DeadLetter.for_payload(record.value, reason=reason, topic=record.topic, partition=record.partition,
                                       offset=record.offset, received_at=self.now())
 
