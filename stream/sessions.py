@@ -16,7 +16,7 @@ rebalance (:meth:`SessionProcessor.restore_index`).
 from __future__ import annotations
 
 import math
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Iterable, MutableMapping, Protocol, Sequence
@@ -69,7 +69,8 @@ class BatchResult:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     states: dict[bytes, tuple[int, bytes | None]] = field(default_factory=dict)
     """session key -> (partition, serialized state, or None to delete it) to write to the table and its changelog."""
-    page_observations: dict[str, Counter] = field(default_factory=dict)
+    page_observations: dict[str, dict[str, int]] = field(default_factory=dict)
+    """page id -> counts (views, entrances, exits, bounces) the batch observed."""
     duplicates: int = 0
     closed: int = 0
     """visits ended in this batch."""
@@ -169,7 +170,8 @@ class SessionProcessor:
             raise EventError(f"event time {event.ts.isoformat()} is more than {self.max_future_s:g} s ahead "
                              "of the worker's clock")
         key = record.key
-        state = touched[key][1] if key in touched else _load(states, key)
+        entry = touched.get(key)
+        state = entry[1] if entry is not None else _load(states, key)
         if state is not None and state.partition == record.partition and record.offset <= state.offset:
             result.duplicates += 1  # a record read again (redelivery, or offsets committed late)
             return
@@ -187,7 +189,9 @@ class SessionProcessor:
         if event.type == "page_view" and not state.bot:
             self._observe(result, event.page.id, views=1, entrances=int(state.page_views == 1))
         touched[key] = (record.partition, state)
-        opened = self._open.setdefault(record.partition, OrderedDict())
+        opened = self._open.get(record.partition)
+        if opened is None:
+            opened = self._open[record.partition] = OrderedDict()
         opened[key] = state.last_ts
         opened.move_to_end(key)
         while len(opened) > self.max_open_visits:
@@ -245,7 +249,12 @@ class SessionProcessor:
 
     @staticmethod
     def _observe(result: BatchResult, page_id: str, **counts: int) -> None:
-        result.page_observations.setdefault(page_id, Counter()).update(counts)
+        observed = result.page_observations.get(page_id)
+        if observed is None:
+            result.page_observations[page_id] = counts
+            return
+        for name, n in counts.items():
+            observed[name] = observed.get(name, 0) + n
 
     def _close(self, state: SessionState, result: BatchResult) -> None:
         """End a visit: the persona model learns it; its unrewarded decisions earn 0; its exit page (and
