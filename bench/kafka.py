@@ -15,7 +15,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from bench import spy
-from bench.rig import Rig, cpu_seconds
+from bench.rig import Rig, cpu_seconds, thread_cpu_seconds
 from bench.stats import LatencyMatcher, completion, latency_summary
 from stream.config import Settings
 from stream.kafka_io import assign_all
@@ -295,26 +295,39 @@ async def _await_output(conf: Settings, key: bytes, check: Callable[[], None], t
 IDLE_S = 10.0
 
 
+def _broker_cpu(rig: Rig) -> float:
+    return cpu_seconds(rig.broker_pid) if rig.broker_pid is not None else 0.0
+
+
 def pipeline_latency(rig: Rig, conf: Settings, catalog: list[tuple[bytes, bytes]],
                      loads: Sequence[tuple[float, Sequence[Outgoing]]], advance: Advance) -> list[dict]:
     """Event -> PersonaEvent latency through one warmed-up worker, for each (rate, records) in turn, with
-    the worker's CPU time per event meanwhile (its threads together) and the share of a CPU it used
-    while idle for :data:`IDLE_S` before the first load."""
+    the CPU time per event meanwhile: the worker's (its threads together, and each thread's by role), the
+    broker's and this load generator's; and the share of a CPU the worker used while idle for
+    :data:`IDLE_S` before the first load."""
     try:
         start_pipeline(rig, conf, catalog, 1)
         asyncio.run(produce(conf.bootstrap, conf.events_topic, paced([WARMUP], None)))
         asyncio.run(_await_output(conf, WARMUP.key, rig.check, timeout=180))
-        pids = [process.pid for process in rig.workers.values()]
-        cpu = sum(cpu_seconds(pid) for pid in pids)
+        (pid,) = [process.pid for process in rig.workers.values()]
+        cpu = cpu_seconds(pid)
         time.sleep(IDLE_S)
-        idle_share = round((sum(cpu_seconds(pid) for pid in pids) - cpu) / IDLE_S, 4)
+        idle_share = round((cpu_seconds(pid) - cpu) / IDLE_S, 4)
         results, sent = [], Counter()
         for rate, records in loads:
-            cpu = sum(cpu_seconds(pid) for pid in pids)
+            threads, broker, generator = thread_cpu_seconds(pid), _broker_cpu(rig), time.process_time()
             result = asyncio.run(offered_load(conf.bootstrap, conf.events_topic, conf.personas_topic, records,
                                               rate, events_seen, advance, base=Counter(sent)))
-            result["worker_cpu_us_per_event"] = round(
-                (sum(cpu_seconds(pid) for pid in pids) - cpu) / max(len(records), 1) * 1e6, 1)
+            per_event = 1e6 / max(len(records), 1)
+            roles = spy.thread_roles(pid)  # now: thread pools start their threads on first use
+            by_role: Counter[str] = Counter()
+            for tid, seconds in thread_cpu_seconds(pid).items():
+                by_role[roles.get(tid, "other threads")] += (seconds - threads.get(tid, 0.0)) * per_event
+            result["worker_cpu_us_per_event"] = round(sum(by_role.values()), 1)
+            result["worker_threads_cpu_us_per_event"] = {role: round(us, 1) for role, us in by_role.most_common()}
+            result["load_generator_cpu_us_per_event"] = round((time.process_time() - generator) * per_event, 1)
+            if rig.broker_pid is not None:
+                result["broker_cpu_us_per_event"] = round((_broker_cpu(rig) - broker) * per_event, 1)
             results.append(result | {"worker_idle_cpu_share": idle_share})
             sent.update(r.key for r in records)
         return results

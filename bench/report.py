@@ -123,9 +123,32 @@ def _complete(run: Results) -> str:
 
 
 def _latency(x: dict) -> str:
+    cpu = f"worker CPU {x['worker_cpu_us_per_event']} µs/event"
+    if "broker_cpu_us_per_event" in x:
+        cpu += f", broker {x['broker_cpu_us_per_event']}, load generator {x['load_generator_cpu_us_per_event']}"
     return (f"p50 {x['p50_ms']} ms, p90 {x['p90_ms']} ms, p99 {x['p99_ms']} ms at {_n(x['offered_events_per_s'])} "
-            f"ev/s offered ({_n(x['n'])} events, {x['unmatched']} unmatched; worker CPU "
-            f"{x['worker_cpu_us_per_event']} µs/event)")
+            f"ev/s offered ({_n(x['n'])} events, {x['unmatched']} unmatched; {cpu})")
+
+
+def _moderate_load_reading(r: Results) -> list[str]:
+    """Where the CPU went at half the 1-worker rate, thread by thread, against the saturated worker's."""
+    low, one = r["pipeline_latency_low"], r["pipeline_1"]
+    if "worker_threads_cpu_us_per_event" not in low or "broker_cpu_us_per_event" not in low:
+        return []
+    threads = ", ".join(f"{role} {us}" for role, us in low["worker_threads_cpu_us_per_event"].items())
+    total = low["worker_cpu_us_per_event"] + low["broker_cpu_us_per_event"] + low["load_generator_cpu_us_per_event"]
+    return [
+        f"* **CPU at half the 1-worker rate.** At {_n(low['offered_events_per_s'])} ev/s the worker spent "
+        f"{low['worker_cpu_us_per_event']} µs of CPU per event ({threads} µs), against "
+        f"{one['workers_cpu_us_per_event']} µs in the throughput run: a batch of {r['batch_window_s'] * 1000:.0f} ms "
+        "holds only a few events of each visit it touches, and every visit a batch touches is scored, its "
+        "PersonaEvent encoded and its state and lookup record written, which a worker that is behind does once for "
+        "many more of the visit's events. The "
+        f"broker spent {low['broker_cpu_us_per_event']} µs per event and this harness's load generator (producing "
+        f"the events, reading the PersonaEvents) {low['load_generator_cpu_us_per_event']} µs: together "
+        f"{total * low['offered_events_per_s'] / 1e6:.2f} of the {r['machine']['cpus']} CPUs, with the processor and "
+        "the event loop taking turns on one GIL.",
+    ]
 
 
 def _fetch(update: dict) -> str:
@@ -345,6 +368,7 @@ def interpretation(r: Results) -> list[str]:
         + f" With a {r['short_window_s'] * 1000:.0f} ms window at the same rate a fresh worker gives p50/p99 "
         f"{r['pipeline_latency_short_window']['p50_ms']}/{r['pipeline_latency_short_window']['p99_ms']} ms "
         f"(raw p99 × 3 = {3 * raw['p99_ms']:.0f} ms).",
+        *_moderate_load_reading(r),
         f"* **Fetching.** Faust's consumer asks the broker to answer a fetch with the first byte available "
         f"({_fetch(r['faust_fetch'])}); under moderate load every fetch then carries a few records, and the "
         f"consumer thread and the broker spend their time on round trips. A worker asks for "

@@ -32,6 +32,19 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def thread_cpu_seconds(pid: int) -> dict[int, float]:
+    """User + system CPU time of each thread of ``pid`` (thread id -> seconds, from /proc/<pid>/task)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    times = {}
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the thread ended
+        times[int(task.name)] = (int(fields[11]) + int(fields[12])) / tick
+    return times
+
+
 @contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
     """SIGTERM unwinds like Ctrl-C, so every ``finally`` stops what it started."""

@@ -17,11 +17,39 @@ WAITING = ("EpollSelector.select (selectors.py)",)
 """Frames of a thread waiting for I/O that py-spy does not count as idle: left out of the busy time."""
 
 
+_DUMPED = re.compile(r'^Thread (?P<tid>0x[0-9a-fA-F]+|\d+) \([^)]*\): "(?P<name>[^"]*)"')
+ROLES = {"MainThread": "event loop", "processor_0": "processor", "treeshap_0": "TreeSHAP"}
+"""What the worker's Python threads do (Faust's consumer thread is told by its stack: it runs mode's threads)."""
+
+
+def _py_spy() -> str | None:
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    return spy if Path(spy).exists() else None
+
+
+def thread_roles(pid: int) -> dict[int, str]:
+    """Thread id -> role (:data:`ROLES`, ``consumer``, or the thread's name) of every Python thread of a
+    worker, from one ``py-spy dump``; empty without py-spy."""
+    spy = _py_spy()
+    if spy is None:
+        return {}
+    dump = subprocess.run([spy, "dump", "-p", str(pid)], capture_output=True, text=True, timeout=30).stdout
+    roles, tid = {}, None
+    for line in dump.splitlines():
+        found = _DUMPED.match(line)
+        if found:
+            tid = int(found["tid"], 0)
+            roles[tid] = ROLES.get(found["name"], found["name"])
+        elif tid is not None and "mode/threads.py" in line:
+            roles[tid] = "consumer"
+    return roles
+
+
 def start(pid: int, seconds: float, out: Path, delay: float = 0.0) -> subprocess.Popen | None:
     """Sample every thread of process ``pid`` for ``seconds`` after ``delay`` seconds into ``out`` (py-spy
     raw format), or None without py-spy."""
-    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-    if not Path(spy).exists():
+    spy = _py_spy()
+    if spy is None:
         return None
     record = [spy, "record", "-p", str(pid), "-d", str(int(seconds)), "-r", str(RATE), "-f", "raw", "--threads",
               "-o", str(out), "--nonblocking"]
