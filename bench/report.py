@@ -93,6 +93,7 @@ def _budget_reading(r: Results) -> list[str]:
     worker, broker = one["workers_cpu_us_per_event"], one["broker_cpu_us_per_event"]
     budget = cpus / target * 1e6
     cap = cpus / (worker + broker) * 1e6
+    proc_us, gil_us = 1e6 / proc["events_per_s"], 1e6 / target
     return [
         f"* **Issue 13 (one worker ≥ 0.2 × the ceiling): the CPU budget.** 0.2 × the ceiling is "
         f"{_n(target)} ev/s. At that rate the {cpus} CPUs that the worker and the broker share leave "
@@ -104,7 +105,10 @@ def _budget_reading(r: Results) -> list[str]:
         "that the processor and the event loop share, below). Meeting the target here would take "
         f"{(worker + broker) / budget:.1f}× less CPU per event. The processor alone, no Kafka, runs at "
         f"{_n(proc['events_per_s'])} ev/s on one core ({1e6 / proc['events_per_s']:.1f} µs per event of wall "
-        f"time, TreeSHAP included): already above the budget before any fetching or producing. Faust's "
+        f"time, TreeSHAP included). A worker's Python runs on one GIL, so at the target rate all of it, the "
+        f"processor's and the event loop's, has {gil_us:.1f} µs per event: the processor alone "
+        + ("already needs more" if proc_us > gil_us else f"leaves {gil_us - proc_us:.1f} µs of it to the event loop")
+        + ", whatever the number of cores. Faust's "
         "per-record machinery is gone: records reach the session task a batch at a time from an intake "
         "filled by Faust's fetch loop (no per-record task, Event, queue or ack), outputs go to the producer as one "
         "batch per partition, and a batch is processed while the broker confirms the previous one "
@@ -137,6 +141,8 @@ def _moderate_load_reading(r: Results) -> list[str]:
         return []
     threads = ", ".join(f"{role} {us}" for role, us in low["worker_threads_cpu_us_per_event"].items())
     total = low["worker_cpu_us_per_event"] + low["broker_cpu_us_per_event"] + low["load_generator_cpu_us_per_event"]
+    by_thread = low["worker_threads_cpu_us_per_event"]
+    python = sum(by_thread.get(role, 0.0) for role in ("processor", "event loop", "consumer"))
     return [
         f"* **CPU at half the 1-worker rate.** At {_n(low['offered_events_per_s'])} ev/s the worker spent "
         f"{low['worker_cpu_us_per_event']} µs of CPU per event ({threads} µs), against "
@@ -146,8 +152,12 @@ def _moderate_load_reading(r: Results) -> list[str]:
         "many more of the visit's events. The "
         f"broker spent {low['broker_cpu_us_per_event']} µs per event and this harness's load generator (producing "
         f"the events, reading the PersonaEvents) {low['load_generator_cpu_us_per_event']} µs: together "
-        f"{total * low['offered_events_per_s'] / 1e6:.2f} of the {r['machine']['cpus']} CPUs, with the processor and "
-        "the event loop taking turns on one GIL.",
+        f"{total * low['offered_events_per_s'] / 1e6:.2f} of the {r['machine']['cpus']} CPUs. The CPUs are not what "
+        f"runs out: the worker's Python threads (processor, event loop, consumer) needed {python:.1f} µs per event, "
+        f"so at this rate they needed the one GIL up to {python * low['offered_events_per_s'] / 1e6:.0%} of the time "
+        "(CPU time, a little of it in system calls that release it). "
+        "Half the rate of a saturated worker is near the capacity of a worker under moderate load, where its "
+        "queue, and with it the p99, grows with every hiccup of the machine.",
     ]
 
 
