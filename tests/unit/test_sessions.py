@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from unittest.mock import ANY
 
 import orjson
 import pytest
@@ -47,6 +48,21 @@ def run(proc: SessionProcessor, recs: list[Record], states: dict):
     result = proc.process(recs, states)
     states.update({key: blob for key, (_, blob) in result.states.items()})
     return result
+
+
+def test_faust_messages_are_processed_as_they_are(intent):
+    """The session agent hands Faust's messages (faust-streaming 0.15.3) to the processor uncopied:
+    they give the same outputs and states as :class:`Record` copies of them."""
+    from faust.types import TP, Message
+
+    events = visit("m1", 0, 3) + [{"type": "click", "event_id": "bad", "session_id": "m1"}]  # no ts: a dead letter
+    copies = records(events, partition=2)
+    messages = [Message(r.topic, r.partition, r.offset, 0.0, 0, None, key=r.key, value=r.value, checksum=None,
+                        tp=TP(r.topic, r.partition)) for r in copies]
+    by_record, by_message = processor(intent).process(copies, {}), processor(intent).process(messages, {})
+    assert by_message.states == by_record.states and list(by_message.personas) == [b"m1"]
+    assert [(d.partition, d.offset, d.reason) for d in by_message.dead_letters] == \
+        [(d.partition, d.offset, d.reason) for d in by_record.dead_letters] == [(2, copies[-1].offset, ANY)]
 
 
 def test_batches_of_any_size_give_the_same_final_score(intent, sample_frame):
