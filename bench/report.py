@@ -137,8 +137,8 @@ def _latency(x: dict) -> str:
 def _moderate_load_reading(r: Results) -> list[str]:
     """Where the CPU went at half the 1-worker rate, thread by thread, against the saturated worker's."""
     low, one = r["pipeline_latency_low"], r["pipeline_1"]
-    if "worker_threads_cpu_us_per_event" not in low or "broker_cpu_us_per_event" not in low:
-        return []
+    if "processor" not in low.get("worker_threads_cpu_us_per_event", {}) or "broker_cpu_us_per_event" not in low:
+        return []  # measured without py-spy (no thread roles) or without the broker's PID
     threads = ", ".join(f"{role} {us}" for role, us in low["worker_threads_cpu_us_per_event"].items())
     total = low["worker_cpu_us_per_event"] + low["broker_cpu_us_per_event"] + low["load_generator_cpu_us_per_event"]
     by_thread = low["worker_threads_cpu_us_per_event"]
