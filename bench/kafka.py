@@ -18,7 +18,7 @@ from bench import spy
 from bench.rig import Rig, cpu_seconds, thread_cpu_seconds
 from bench.stats import LatencyMatcher, completion, latency_summary
 from stream.config import Settings
-from stream.kafka_io import assign_all
+from stream.kafka_io import assign_all, send_to_partition
 from stream.tools.replay import Outgoing, paced, produce, seed_pages
 from stream.topics import key_hash
 
@@ -124,17 +124,12 @@ async def _send_batches(producer: AIOKafkaProducer, topic: str, partitions: list
     """Hand ``records`` to the producer as one batch per partition (the partition Kafka's default
     partitioner gives each key): a record at a time costs the load generator ~15 us each, CPU the
     worker under test shares on a small machine."""
-    batches: dict[int, list[Outgoing]] = {}
+    by_partition: dict[int, list[tuple[bytes | None, bytes | None]]] = {}
     for record in records:
-        batches.setdefault(partitions[key_hash(record.key) % len(partitions)], []).append(record)
-    for partition, batch_records in batches.items():
-        batch = producer.create_batch()
-        for record in batch_records:
-            if batch.append(key=record.key, value=record.value, timestamp=None) is None:  # full
-                await producer.send_batch(batch, topic, partition=partition)
-                batch = producer.create_batch()
-                batch.append(key=record.key, value=record.value, timestamp=None)
-        await producer.send_batch(batch, topic, partition=partition)
+        by_partition.setdefault(partitions[key_hash(record.key) % len(partitions)], []).append(
+            (record.key, record.value))
+    for partition, pairs in by_partition.items():
+        await send_to_partition(producer, topic, partition, pairs)
 
 
 def events_seen(value: bytes) -> int:

@@ -23,25 +23,28 @@ ENV_FIELDS = ("broker", "app_id", "events_topic", "personas_topic", "dlq_topic",
               "collect_requests_per_s", "gc_tuning", "fetch_min_bytes", "fetch_max_wait_ms", "page_window_s")
 
 
+def _stat_cpu_seconds(stat: Path) -> float:
+    """User + system CPU time in a /proc ``stat`` file, in seconds (OSError if the process or thread ended)."""
+    fields = stat.read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of ``pid`` (from /proc/<pid>/stat), in seconds."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return _stat_cpu_seconds(Path(f"/proc/{pid}/stat"))
     except OSError:
         return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def thread_cpu_seconds(pid: int) -> dict[int, float]:
     """User + system CPU time of each thread of ``pid`` (thread id -> seconds, from /proc/<pid>/task)."""
-    tick = os.sysconf("SC_CLK_TCK")
     times = {}
     for task in Path(f"/proc/{pid}/task").glob("*"):
         try:
-            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            times[int(task.name)] = _stat_cpu_seconds(task / "stat")
         except OSError:
             continue  # the thread ended
-        times[int(task.name)] = (int(fields[11]) + int(fields[12])) / tick
     return times
 
 

@@ -9,6 +9,7 @@ from aiokafka.errors import KafkaError
 
 from stream import metrics
 from stream.app import app
+from stream.kafka_io import send_to_partition
 from stream.state_table import Outgoing
 from stream.topics import key_hash
 
@@ -53,13 +54,7 @@ async def _send_batches(outgoing: list[Outgoing]) -> list[asyncio.Future]:
         by_partition.setdefault((topic, partition), []).append((key, value))
     sent = []
     for (topic, partition), records in by_partition.items():
-        batch = producer.create_batch()
-        for key, value in records:
-            if batch.append(key=key, value=value, timestamp=None) is None:  # full: a new batch always takes one
-                sent.append(await producer.send_batch(batch, topic, partition=partition))
-                batch = producer.create_batch()
-                batch.append(key=key, value=value, timestamp=None)
-        sent.append(await producer.send_batch(batch, topic, partition=partition))
+        sent += await send_to_partition(producer, topic, partition, records)
     return sent
 
 

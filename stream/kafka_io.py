@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from concurrent.futures import Executor
-from typing import AsyncIterator, Callable
+from typing import AsyncIterator, Callable, Iterable
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +25,21 @@ async def assign_all(consumer: AIOKafkaConsumer, topic: str, from_beginning: boo
     else:
         await consumer.seek_to_end(*partitions)
     return partitions
+
+
+async def send_to_partition(producer: AIOKafkaProducer, topic: str, partition: int,
+                            records: Iterable[tuple[bytes | None, bytes | None]]) -> list[asyncio.Future]:
+    """Hand ``(key, value)`` records for one partition to the producer in order, in as few batches as its
+    batch size allows; the futures complete when the broker has them."""
+    sent = []
+    batch = producer.create_batch()
+    for key, value in records:
+        if batch.append(key=key, value=value, timestamp=None) is None:  # full: a new batch always takes one
+            sent.append(await producer.send_batch(batch, topic, partition=partition))
+            batch = producer.create_batch()
+            batch.append(key=key, value=value, timestamp=None)
+    sent.append(await producer.send_batch(batch, topic, partition=partition))
+    return sent
 
 
 async def poll_topic(bootstrap: str, topic: str, from_beginning: bool = True,
