@@ -260,6 +260,7 @@ def render(r: Results, json_file: Path) -> str:
         *[_row(f"`{t['thread']}`", f"{t['share']:.0%}",
                ", ".join(f"`{f['frame']}` {f['share']:.0%}" for f in t["top"])) for t in wp["threads"]],
         "",
+        *_floors_section(r),
         "## What each optimization buys (processor alone, same events, side by side)",
         "",
         _row("variant", "events/s", "vs as run"),
@@ -309,6 +310,65 @@ def _gc_reading(r: Results) -> list[str]:
     ]
 
 
+FLOOR_NAMES = {"acknowledge": "fetches, batches and acknowledges only (Faust, the intake; no processing, no output)",
+               "validate": "… and parses and validates each event (orjson, pydantic, the privacy rule), nothing more",
+               "sessionize": "… and folds the events into sessions, with state, changelogs and page statistics; "
+                             "scores no visit, publishes no PersonaEvent"}
+
+
+def _timed_floors(r: Results) -> bool:
+    return "floors" in r and all(f["events_per_s"] is not None for f in r["floors"])
+
+
+def _floors_section(r: Results) -> list[str]:
+    """The floor workers beside the whole pipeline, if this run measured them."""
+    if not _timed_floors(r):
+        return []
+    ceiling, one = r["ceiling"]["events_per_s"], r["pipeline_1"]
+    rows = [(FLOOR_NAMES[f["floor"]], f["events_per_s"], " / ".join(_n(x) for x in f["rounds_events_per_s"]),
+             f["worker_cpu_us_per_event"]) for f in r["floors"]]
+    rows.append(("the whole pipeline (`2. pipeline, 1 worker` above)", one["events_per_s"], _n(one["events_per_s"]),
+                 one.get("workers_cpu_us_per_event", "")))
+    return [
+        "## What bounds one worker: floors (through the broker, one fresh worker each, same events)",
+        "",
+        f"The shipped worker on the {_n(r['floors'][0]['events'])} events of the throughput runs, with the session "
+        "processor replaced by less of the pipeline (`bench/floors.py`); two rounds, the second in reverse order; "
+        "events/s is the mean of the rounds, timed by the worker's own `personastream_events_total` (a floor "
+        "publishes nothing). CPU is the worker's, every thread.",
+        "",
+        _row("worker", "events/s", "rounds", "× ceiling", "CPU µs/event"),
+        _row("---", "---:", "---:", "---:", "---:"),
+        *[_row(name, _n(rate), rounds, f"{rate / ceiling:.3f}", cpu) for name, rate, rounds, cpu in rows],
+        "",
+    ]
+
+
+def _floors_reading(r: Results) -> list[str]:
+    if not _timed_floors(r):
+        return []
+    ceiling, one = r["ceiling"]["events_per_s"], r["pipeline_1"]
+    floors = {f["floor"]: f for f in r["floors"]}
+    ack, valid, sessions = floors["acknowledge"], floors["validate"], floors["sessionize"]
+    target = 0.2 * ceiling
+    return [
+        f"* **Issue 13: the floors.** A worker that only fetches, batches and acknowledges runs at "
+        f"{_n(ack['events_per_s'])} ev/s ({ack['events_per_s'] / ceiling:.2f} × the ceiling, "
+        f"{ack['worker_cpu_us_per_event']} µs of CPU per event): Faust and the Kafka client are not what bounds a "
+        f"worker. One that also parses and validates each event, and does nothing else, runs at "
+        f"{_n(valid['events_per_s'])} ev/s ({valid['events_per_s'] / ceiling:.2f} × the ceiling, "
+        f"{valid['worker_cpu_us_per_event']} µs per event): validation with the privacy rule, which the issue keeps "
+        "as the schema of record, "
+        + ("already falls short of" if valid["events_per_s"] < target else "is about all there is room for in")
+        + f" the target of {_n(target)} ev/s. Sessions, their state and changelogs and page statistics add "
+        f"{sessions['worker_cpu_us_per_event'] - valid['worker_cpu_us_per_event']:.1f} µs per event "
+        f"({_n(sessions['events_per_s'])} ev/s); scoring the visits each batch touched, explaining, assigning "
+        "personas, deciding actions and publishing PersonaEvents and lookup records add "
+        f"{one.get('workers_cpu_us_per_event', 0) - sessions['worker_cpu_us_per_event']:.1f} µs more: the whole "
+        f"pipeline runs at {_n(one['events_per_s'])} ev/s.",
+    ]
+
+
 def _gil_reading(r: Results) -> list[str]:
     busy = {t["thread"]: t["share"] for t in r["worker_profile"]["threads"]}
     if "processor_0" not in busy or "MainThread" not in busy:
@@ -355,6 +415,7 @@ def interpretation(r: Results) -> list[str]:
         "each event with pydantic, folding it and producing outputs in Python costs more than a bare consumer's "
         "decode.",
         *_budget_reading(r),
+        *_floors_reading(r),
         *_gil_reading(r),
         *_gc_reading(r),
         f"* **Scoring cost.** As the processor calls it, intent scoring costs {sc['worker_us_per_event']} µs per "

@@ -11,7 +11,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 from stream.config import Settings
 from stream.tools.broker import LocalBroker, free_port
@@ -99,7 +99,8 @@ class Rig:
     def topics(self, conf: Settings) -> None:
         asyncio.run(ensure_topics(conf))
 
-    def start_worker(self, conf: Settings) -> subprocess.Popen:
+    def start_worker(self, conf: Settings, command: Sequence[str] = CLI) -> subprocess.Popen:
+        """A ``personastream worker`` process for ``conf`` (``command`` runs the CLI); stop it with :meth:`stop_all`."""
         index = self.started
         self.started += 1
         env = {k: v for k, v in os.environ.items() if not k.startswith("PERSONASTREAM_")}
@@ -108,7 +109,7 @@ class Rig:
         conf.home.mkdir(parents=True, exist_ok=True)
         self.web_ports[index] = port = free_port()
         with open(self.log(index), "ab") as log:
-            process = subprocess.Popen([*CLI, "worker", "--web-port", str(port), "-l", "warn"], env=env,
+            process = subprocess.Popen([*command, "worker", "--web-port", str(port), "-l", "warn"], env=env,
                                        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                        start_new_session=True)
         self.workers[index] = process

@@ -17,7 +17,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from bench import kafka, offline, report, spy, workload
+from bench import floors, kafka, offline, report, spy, workload
 from bench.rig import Rig, local_rig, sigterm_as_interrupt
 from stream import gc_pauses
 from stream.config import settings
@@ -140,6 +140,7 @@ def _through_kafka(opts: Options, rig: Rig, work: workload.Workload, expected, p
     two = rig.settings("w2", "bench.events", opts.partitions)
     r["pipeline_2"] = kafka.throughput(rig, two, work.catalog, expected, 2, phase("pipeline, 2 workers", total))
 
+    r["floors"] = _floors(rig, one.events_topic, total, opts.partitions, phase)
     r["worker_ablations"] = _worker_ablations(opts, rig, work, phase)
 
     lat = rig.settings("lat", "lat.events", opts.partitions)
@@ -160,6 +161,27 @@ def _through_kafka(opts: Options, rig: Rig, work: workload.Workload, expected, p
             rig, fresh, work.catalog, [(low, low_records)],
             phase(f"pipeline latency at {low:.0f} ev/s, fresh worker, {name.replace('_', ' ')}", len(low_records)))
     return r
+
+
+def _floors(rig: Rig, topic: str, total: int, partitions: int, phase) -> list[dict]:
+    """Each of :data:`bench.floors.FLOORS` over the pre-loaded events of the throughput runs, one fresh worker
+    per run, in two rounds (the second in reverse order); each floor's rate is the mean of its rounds."""
+    names = list(floors.FLOORS)
+    order = [*names, *reversed(names)]
+    step = phase(f"worker floors: {', '.join(names)}", len(order))
+    runs: dict[str, list[dict]] = {}
+    for run, name in enumerate(order):
+        runs.setdefault(name, []).append(floors.rate(rig, rig.settings(f"floor{run}", topic, partitions), total, name))
+        step()
+
+    def mean(name: str, field: str) -> float | None:
+        values = [r[field] for r in runs[name]]
+        return None if None in values else round(sum(values) / len(values), 1)
+
+    return [{**runs[name][-1], "rounds_events_per_s": [r["events_per_s"] for r in runs[name]],
+             "events_per_s": mean(name, "events_per_s"),
+             "worker_cpu_us_per_event": mean(name, "worker_cpu_us_per_event")}
+            for name in names]
 
 
 def _worker_ablations(opts: Options, rig: Rig, work: workload.Workload, phase) -> list[dict]:

@@ -100,3 +100,58 @@ def test_diagnosis_of_an_incomplete_run_counts_missing_events_per_partition_and_
     found = diagnosis(points, expected, 4, [log, tmp_path / "missing.log"])
     assert found["missing_events_by_partition"] == {key_hash(b"b") % 4: 1}
     assert found["worker_warnings"] == [warning, "[ERROR] boom"]
+
+
+def test_floor_workers_validate_every_record_whatever_it_is_and_return_no_output(monkeypatch):
+    from bench import floors
+    from stream.sessions import BatchResult, Record
+
+    valid = b'{"type":"page_view","event_id":"e1","session_id":"s1","ts":"2024-01-01T00:00:00Z","page":{"id":"p"}}'
+    records = [Record(b"s1", value, "events", 0, offset)
+               for offset, value in enumerate([valid, b"\xff\x00 not json", None, b"[]"])]
+    seen = []
+
+    def parse(raw):
+        seen.append(raw)
+        return parse_event(raw)
+
+    monkeypatch.setattr(floors, "parse_event", parse)
+    assert floors.validate(None, records, {}) == BatchResult()  # invalid records do not stop the floor
+    assert seen == [record.value for record in records]
+    assert floors.acknowledge(None, records, {}) == BatchResult()
+
+
+def test_floor_rate_reads_the_workers_event_counter_from_its_metrics():
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client import Counter as Metric
+
+    from bench.floors import events_counted
+
+    registry = CollectorRegistry()
+    Metric("personastream_events_total", "raw records consumed", registry=registry).inc(1234)
+    Metric("personastream_dead_letters_total", "dead letters", registry=registry).inc(7)
+
+    class Metrics(BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = generate_latest(registry)
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Metrics)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        assert events_counted(server.server_address[1]) == 1234
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+    assert events_counted(server.server_address[1]) == 0  # nobody answers: not started yet
