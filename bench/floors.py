@@ -83,7 +83,7 @@ def events_counted(port: int) -> int:
     return 0
 
 
-def rate(rig: Rig, conf: Settings, total: int, floor: str, timeout: float = 300.0, poll_s: float = 0.05) -> dict:
+def rate(rig: Rig, conf: Settings, total: int, floor: str, timeout: float = 300.0, poll_s: float = 0.1) -> dict:
     """One fresh ``floor`` worker over the ``total`` events pre-loaded in ``conf.events_topic``: events/s after
     its first batch is counted until the last, and its CPU time per event (every thread) over that span; both
     None if that span holds less than half of the events (too few to time)."""

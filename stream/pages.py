@@ -33,6 +33,16 @@ class PageTable:
             found = self.observed.get(page_id, self.prior)
         return found
 
+    def observes(self, page_id: str) -> bool:
+        """Whether the pipeline counts the views, exits and bounces of ``page_id``: not for a page the
+        catalog describes, whose catalog statistics win over observed ones (they would never be used).
+
+        >>> table = PageTable((0.1, 0.2, 0.0), catalog={"home": (0.3, 0.4, 0.0)})
+        >>> table.observes("home"), table.observes("blog/42")
+        (False, True)
+        """
+        return page_id not in self.catalog
+
     def apply(self, key: bytes, value: bytes | None) -> None:
         source, _, page_id = key.decode().partition("/")
         table = self.catalog if source == "catalog" else self.observed

@@ -186,7 +186,7 @@ class SessionProcessor:
         state.partition, state.offset = record.partition, record.offset
         if event.type == "purchase":
             self._reward(state, purchased=True)
-        if event.type == "page_view" and not state.bot:
+        if event.type == "page_view" and not state.bot and self.pages.observes(event.page.id):
             self._observe(result, event.page.id, views=1, entrances=int(state.page_views == 1))
         touched[key] = (record.partition, state)
         opened = self._open.get(record.partition)
@@ -258,14 +258,14 @@ class SessionProcessor:
 
     def _close(self, state: SessionState, result: BatchResult) -> None:
         """End a visit: the persona model learns it; its unrewarded decisions earn 0; its exit page (and
-        bounce) feed page statistics (unless it is a bot's)."""
+        bounce) feed page statistics (unless it is a bot's, or the page is catalogued)."""
         state.closed = True
         result.closed += 1
         self._reward(state, purchased=False)
         if state.bot:
             return
         self.personas.learn(persona_features(state, state.intent))
-        if state.exit_page:
+        if state.exit_page and self.pages.observes(state.exit_page):
             self._observe(result, state.exit_page, exits=1, bounces=int(state.page_views == 1))
 
     def _reward(self, state: SessionState, purchased: bool) -> None:

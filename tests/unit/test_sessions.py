@@ -94,6 +94,21 @@ def test_inactivity_gap_starts_a_new_visit(intent):
     assert result.page_observations["p2"]["exits"] == 1
 
 
+def test_catalogued_pages_are_not_counted_for_page_statistics(intent):
+    """The catalog's statistics of a page win over observed ones: its views, entrances, exits and bounces
+    would never be used, so they are not counted; pages the catalog does not describe are."""
+    proc, states = processor(intent, gap_s=1800), {}
+    proc.pages.catalog.update({"p0": (0.2, 0.3, 0.0), "p2": (0.2, 0.3, 0.0)})
+    first = run(proc, records(visit("cat", 0, 3)), states)
+    assert first.page_observations == {"p1": {"views": 1, "entrances": 0}}
+    later = visit("cat", 0, 1)
+    later[0].update(event_id="cat-late", ts="2024-05-01T11:00:01Z", page={"id": "p1"})
+    ended = run(proc, records(later), states)
+    assert ended.closed == 1 and "p2" not in ended.page_observations  # its exit page is catalogued
+    del proc.pages.catalog["p2"]
+    assert proc.pages.observes("p2")
+
+
 def test_duplicates_are_dropped_and_wrong_keys_dead_lettered(intent):
     events = visit("s2", 0, 2)
     recs = records(events + [events[0]])
