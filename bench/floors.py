@@ -22,6 +22,7 @@ from typing import Callable, Mapping, Sequence
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.kafka import start_pipeline
 from bench.rig import Rig, cpu_seconds
 from schemas.events import EventError, parse_event
 from stream.config import Settings
@@ -83,11 +84,13 @@ def events_counted(port: int) -> int:
     return 0
 
 
-def rate(rig: Rig, conf: Settings, total: int, floor: str, timeout: float = 300.0, poll_s: float = 0.1) -> dict:
-    """One fresh ``floor`` worker over the ``total`` events pre-loaded in ``conf.events_topic``: events/s after
-    its first batch is counted until the last, and its CPU time per event (every thread) over that span; both
-    None if that span holds less than half of the events (too few to time)."""
-    rig.start_worker(conf, command(floor))
+def rate(rig: Rig, conf: Settings, catalog: list[tuple[bytes, bytes]], total: int, floor: str,
+         timeout: float = 300.0, poll_s: float = 0.1) -> dict:
+    """One fresh ``floor`` worker, with the page ``catalog`` seeded as for the pipeline runs, over the ``total``
+    events pre-loaded in ``conf.events_topic``: events/s after its first batch is counted until the last, and
+    its CPU time per event (every thread) over that span; both None if that span holds less than half of the
+    events (too few to time)."""
+    start_pipeline(rig, conf, catalog, 1, command(floor))
     index = rig.started - 1
     port, pid = rig.web_ports[index], rig.workers[index].pid
     deadline = time.monotonic() + timeout

@@ -15,7 +15,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from bench import spy
-from bench.rig import Rig, cpu_seconds, thread_cpu_seconds
+from bench.rig import CLI, Rig, cpu_seconds, thread_cpu_seconds
 from bench.stats import LatencyMatcher, completion, latency_summary
 from stream.config import Settings
 from stream.kafka_io import assign_all, send_to_partition
@@ -196,12 +196,13 @@ async def read_outputs(bootstrap: str, topic: str) -> list[tuple[float, bytes, i
     return points
 
 
-def start_pipeline(rig: Rig, conf: Settings, catalog: list[tuple[bytes, bytes]], workers: int) -> None:
-    """Topics, the page catalog and ``workers`` workers of one run."""
+def start_pipeline(rig: Rig, conf: Settings, catalog: list[tuple[bytes, bytes]], workers: int,
+                   command: Sequence[str] = CLI) -> None:
+    """Topics, the page catalog and ``workers`` workers of one run (``command`` runs the CLI)."""
     rig.topics(conf)
     asyncio.run(seed_pages(conf.bootstrap, conf.pages_topic, catalog))
     for _ in range(workers):
-        rig.start_worker(conf)
+        rig.start_worker(conf, command)
 
 
 def throughput(rig: Rig, conf: Settings, catalog: list[tuple[bytes, bytes]], expected: Mapping[bytes, int],

@@ -332,8 +332,9 @@ def _floors_section(r: Results) -> list[str]:
     return [
         "## What bounds one worker: floors (through the broker, one fresh worker each, same events)",
         "",
-        f"The shipped worker on the {_n(r['floors'][0]['events'])} events of the throughput runs, with the session "
-        "processor replaced by less of the pipeline (`bench/floors.py`); two rounds, the second in reverse order; "
+        f"The shipped worker on the {_n(r['floors'][0]['events'])} events of the throughput runs, with their page "
+        "catalog, and with less of the session processing (`bench/floors.py`); two rounds, the second in reverse "
+        "order; "
         "events/s is the mean of the rounds, timed by the worker's own `personastream_events_total` (a floor "
         "publishes nothing). CPU is the worker's, every thread.",
         "",

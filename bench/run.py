@@ -140,7 +140,7 @@ def _through_kafka(opts: Options, rig: Rig, work: workload.Workload, expected, p
     two = rig.settings("w2", "bench.events", opts.partitions)
     r["pipeline_2"] = kafka.throughput(rig, two, work.catalog, expected, 2, phase("pipeline, 2 workers", total))
 
-    r["floors"] = _floors(rig, one.events_topic, total, opts.partitions, phase)
+    r["floors"] = _floors(rig, one.events_topic, work.catalog, total, opts.partitions, phase)
     r["worker_ablations"] = _worker_ablations(opts, rig, work, phase)
 
     lat = rig.settings("lat", "lat.events", opts.partitions)
@@ -163,7 +163,8 @@ def _through_kafka(opts: Options, rig: Rig, work: workload.Workload, expected, p
     return r
 
 
-def _floors(rig: Rig, topic: str, total: int, partitions: int, phase) -> list[dict]:
+def _floors(rig: Rig, topic: str, catalog: list[tuple[bytes, bytes]], total: int, partitions: int,
+            phase) -> list[dict]:
     """Each of :data:`bench.floors.FLOORS` over the pre-loaded events of the throughput runs, one fresh worker
     per run, in two rounds (the second in reverse order); each floor's rate is the mean of its rounds."""
     names = list(floors.FLOORS)
@@ -171,7 +172,8 @@ def _floors(rig: Rig, topic: str, total: int, partitions: int, phase) -> list[di
     step = phase(f"worker floors: {', '.join(names)}", len(order))
     runs: dict[str, list[dict]] = {}
     for run, name in enumerate(order):
-        runs.setdefault(name, []).append(floors.rate(rig, rig.settings(f"floor{run}", topic, partitions), total, name))
+        conf = rig.settings(f"floor{run}", topic, partitions)
+        runs.setdefault(name, []).append(floors.rate(rig, conf, catalog, total, name))
         step()
 
     def mean(name: str, field: str) -> float | None:
