@@ -20,10 +20,8 @@ import time
 import urllib.request
 from typing import Callable, Mapping, Sequence
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from bench.kafka import start_pipeline
-from bench.rig import Rig, cpu_seconds
+from bench.rig import Rig, cpu_seconds, parse_metrics
 from schemas.events import EventError, parse_event
 from stream.config import Settings
 from stream.scoring import Scorer
@@ -78,10 +76,7 @@ def events_counted(port: int) -> int:
             text = response.read().decode()
     except OSError:
         return 0
-    for family in text_string_to_metric_families(text):
-        if family.name == "personastream_events":
-            return int(sum(s.value for s in family.samples if s.name == "personastream_events_total"))
-    return 0
+    return int(parse_metrics(text).get("personastream_events_total", 0))
 
 
 def rate(rig: Rig, conf: Settings, catalog: list[tuple[bytes, bytes]], total: int, floor: str,

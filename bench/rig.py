@@ -48,6 +48,19 @@ def thread_cpu_seconds(pid: int) -> dict[int, float]:
     return times
 
 
+def parse_metrics(text: str) -> dict[str, float]:
+    """Unlabelled samples of a Prometheus text page: name -> value."""
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#") and "{" not in line:
+            name, _, value = line.partition(" ")
+            try:
+                out[name] = float(value)
+            except ValueError:
+                pass
+    return out
+
+
 @contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
     """SIGTERM unwinds like Ctrl-C, so every ``finally`` stops what it started."""

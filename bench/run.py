@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib.metadata import version
 from pathlib import Path
+from typing import Callable, Sequence, TypeVar
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -26,6 +27,7 @@ SHORT_WINDOW_S = 0.02
 """Batch window of the extra latency run (the worker's default is 0.03 s)."""
 FAUST_FETCH = {"fetch_min_bytes": 1, "fetch_max_wait_ms": 1500}
 """What Faust's consumer asks the broker for: answer with the first byte, or after 1.5 s."""
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -163,47 +165,57 @@ def _through_kafka(opts: Options, rig: Rig, work: workload.Workload, expected, p
     return r
 
 
+def _alternating(variants: Sequence[T], measure: Callable[[int, T], dict]) -> list[list[dict]]:
+    """``measure(run, variant)`` of every variant in two rounds, the second in reverse order (so a machine
+    getting slower or faster favours no variant); each variant's results, in the order of ``variants``."""
+    order = [*range(len(variants)), *reversed(range(len(variants)))]
+    runs: list[list[dict]] = [[] for _ in variants]
+    for run, i in enumerate(order):
+        runs[i].append(measure(run, variants[i]))
+    return runs
+
+
+def _mean(runs: list[dict], field: str) -> float | None:
+    """The mean of ``field`` over ``runs``; None if any run has none."""
+    values = [r[field] for r in runs]
+    return None if None in values else round(sum(values) / len(values), 1)
+
+
 def _floors(rig: Rig, topic: str, catalog: list[tuple[bytes, bytes]], total: int, partitions: int,
             phase) -> list[dict]:
     """Each of :data:`bench.floors.FLOORS` over the pre-loaded events of the throughput runs, one fresh worker
-    per run, in two rounds (the second in reverse order); each floor's rate is the mean of its rounds."""
+    per run, in two alternating rounds; each floor's rate is the mean of its rounds."""
     names = list(floors.FLOORS)
-    order = [*names, *reversed(names)]
-    step = phase(f"worker floors: {', '.join(names)}", len(order))
-    runs: dict[str, list[dict]] = {}
-    for run, name in enumerate(order):
-        conf = rig.settings(f"floor{run}", topic, partitions)
-        runs.setdefault(name, []).append(floors.rate(rig, conf, catalog, total, name))
+    step = phase(f"worker floors: {', '.join(names)}", 2 * len(names))
+
+    def measure(run: int, name: str) -> dict:
+        result = floors.rate(rig, rig.settings(f"floor{run}", topic, partitions), catalog, total, name)
         step()
+        return result
 
-    def mean(name: str, field: str) -> float | None:
-        values = [r[field] for r in runs[name]]
-        return None if None in values else round(sum(values) / len(values), 1)
-
-    return [{**runs[name][-1], "rounds_events_per_s": [r["events_per_s"] for r in runs[name]],
-             "events_per_s": mean(name, "events_per_s"),
-             "worker_cpu_us_per_event": mean(name, "worker_cpu_us_per_event")}
-            for name in names]
+    return [{**runs[-1], "rounds_events_per_s": [r["events_per_s"] for r in runs],
+             "events_per_s": _mean(runs, "events_per_s"),
+             "worker_cpu_us_per_event": _mean(runs, "worker_cpu_us_per_event")}
+            for runs in _alternating(names, measure)]
 
 
 def _worker_ablations(opts: Options, rig: Rig, work: workload.Workload, phase) -> list[dict]:
     """One fresh worker per variant of :data:`WORKER_ABLATIONS` over the same first events of the workload,
-    in two rounds, the second in reverse order (so a machine getting slower or faster favours no variant);
-    each variant's rate is the mean of its rounds."""
+    in two alternating rounds; each variant's rate is the mean of its rounds."""
     records = work.records[:opts.ablation_events]
     expected = Counter(r.key for r in records)
     topic = "ablation.events"
-    order = [*enumerate(WORKER_ABLATIONS), *reversed(list(enumerate(WORKER_ABLATIONS)))]
-    runs: dict[int, list[dict]] = {}
-    for run, (i, (variant, changes)) in enumerate(order):
+
+    def measure(run: int, ablation: tuple[str, dict]) -> dict:
+        variant, changes = ablation
         conf = rig.settings(f"a{run}", topic, opts.partitions).model_copy(update=changes)
         if run == 0:
             rig.topics(conf)
             kafka.preload(rig.bootstrap, topic, records, lambda n=1: None)
-        runs.setdefault(i, []).append(kafka.throughput(rig, conf, work.catalog, expected, 1,
-                                                       phase(f"worker ablation: {variant}", len(records))))
-    return [{"variant": variant, **runs[i][-1],
-             "events_per_s": round(sum(r["events_per_s"] for r in runs[i]) / len(runs[i]), 1),
-             "rounds_events_per_s": [r["events_per_s"] for r in runs[i]],
-             "sessions_complete": min(r["sessions_complete"] for r in runs[i])}
-            for i, (variant, _) in enumerate(WORKER_ABLATIONS)]
+        return kafka.throughput(rig, conf, work.catalog, expected, 1,
+                                phase(f"worker ablation: {variant}", len(records)))
+
+    return [{"variant": variant, **runs[-1], "events_per_s": _mean(runs, "events_per_s"),
+             "rounds_events_per_s": [r["events_per_s"] for r in runs],
+             "sessions_complete": min(r["sessions_complete"] for r in runs)}
+            for (variant, _), runs in zip(WORKER_ABLATIONS, _alternating(WORKER_ABLATIONS, measure))]

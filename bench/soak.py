@@ -55,7 +55,7 @@ from aiokafka.errors import KafkaError
 from rich.console import Console
 
 from bench import workload
-from bench.rig import Rig, cpu_seconds, local_rig, sigterm_as_interrupt
+from bench.rig import Rig, cpu_seconds, local_rig, parse_metrics, sigterm_as_interrupt
 from models.training.uci import read_uci, sessions
 from stream.config import Settings
 from stream.pages import page_record
@@ -215,19 +215,6 @@ def rss_bytes(pid: int) -> int:
 def load_average() -> float:
     """The machine's 1-minute load average: other processes share the 2 CPUs with the soak."""
     return float(Path("/proc/loadavg").read_text().split()[0])
-
-
-def parse_metrics(text: str) -> dict[str, float]:
-    """Unlabelled samples of a Prometheus text page: name -> value."""
-    out = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#") and "{" not in line:
-            name, _, value = line.partition(" ")
-            try:
-                out[name] = float(value)
-            except ValueError:
-                pass
-    return out
 
 
 class Probe:
