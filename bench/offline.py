@@ -16,8 +16,9 @@ from typing import Sequence
 import numpy as np
 
 from models.actions import ActionCatalog
-from models.features import SessionState, session_features
+from models.features import SessionState
 from models.intent import IntentModel
+from models.persona import PersonaModel
 from stream.config import Settings, settings
 from stream.pages import PageTable
 from stream.sessions import Record, SessionProcessor
@@ -37,7 +38,8 @@ def processor(intent: IntentModel, catalog: Sequence[tuple[bytes, bytes]]) -> Se
     pages = PageTable(prior=intent.page_prior)
     for key, value in catalog:
         pages.apply(key, value)
-    return SessionProcessor.for_worker(settings(), intent, pages, ActionCatalog.load(settings().actions))
+    return SessionProcessor.for_worker(settings(), intent, pages, ActionCatalog.load(settings().actions),
+                                       PersonaModel.default())
 
 
 def batches(records: Sequence[Outgoing], size: int = BATCH) -> list[list[Record]]:
@@ -133,7 +135,7 @@ def scoring_cost(intent: IntentModel, timed: TimedIntent, events: int, states: S
 
     ``ratio`` compares the scores (the intent score every PersonaEvent carries); the TreeSHAP
     explanations of medium/high-intent visits are reported beside it (``ratio_with_explanations``)."""
-    x = np.asarray([session_features(states[len(states) // 2], intent.vocabulary)], dtype=np.float64)
+    x = np.asarray([intent.row(states[len(states) // 2])], dtype=np.float64)
     worker_us = (timed.seconds["score"] + timed.seconds["contributions"]) / events * 1e6
     single_us = _per_call(lambda: intent.booster.predict(x, num_threads=1), 2000) * 1e6
     contrib_us = _per_call(lambda: intent.booster.predict(x, num_threads=1, pred_contrib=True), 300) * 1e6

@@ -82,6 +82,35 @@ class SessionState:
     unrewarded: list[list] = field(default_factory=list)
     """[persona, band, action_id, policy] of the visit's decisions not rewarded yet: 1 at its next
     purchase, 0 when it ends."""
+    # --- what the site feature set reads besides the UCI counters (every event type the tracker sends)
+    device_class: str = ""
+    screen: str = ""
+    landing_type: str = ""
+    """Page type of the visit's first page view."""
+    detail_views: int = 0
+    """Page views of product detail pages (``product`` only; :attr:`product_views` also counts listings)."""
+    cart_views: int = 0
+    checkout_views: int = 0
+    other_views: int = 0
+    """Page views of home and other pages (no UCI group)."""
+    other_seconds: float = 0.0
+    page_value_max: float = 0.0
+    last_page_ts: float = 0.0
+    clicks: int = 0
+    searches: int = 0
+    scroll_page: str = ""
+    """The page the newest scroll depth belongs to, and that depth (the tracker reports a page's maximum so far)."""
+    scroll_depth: float = 0.0
+    product_scroll_sum: float = 0.0
+    """Sum over product pages of the deepest scroll reached on each (divided by detail views: mean depth)."""
+    product_scroll_max: float = 0.0
+    cart_adds: int = 0
+    cart_removes: int = 0
+    cart_items: int = 0
+    cart_value: float = 0.0
+    """Price times quantity of the items in the cart (removals take the cart's mean item price off)."""
+    purchases: int = 0
+    revenue: float = 0.0
 
     def to_bytes(self) -> bytes:
         # a right-sized copy: orjson's own result keeps its larger output buffer resident (~4 KB per
@@ -119,6 +148,8 @@ def start_visit(state: SessionState | None, event: Event) -> SessionState:
         visitor_type=event.visitor_type.value,
         bot=event.bot,
         recent_ids=b"" if state is None else state.recent_ids,
+        device_class=event.device.device_class.value,
+        screen=event.device.screen,
     )
 
 
@@ -130,18 +161,7 @@ def fold(state: SessionState, event: Event, pages: PageLookup) -> None:
     kind = event.type
     page_type = event.page.type
     if kind == "page_view":
-        if page_type in PRODUCT_RELATED:
-            state.product_views += 1
-        elif page_type in ADMINISTRATIVE:
-            state.admin_views += 1
-        elif page_type in INFORMATIONAL:
-            state.info_views += 1
-        bounce, exit_, value = pages(event.page.id)
-        state.page_views += 1
-        state.bounce_rate_sum += bounce
-        state.exit_rate_sum += exit_
-        state.page_value_sum += value
-        state.exit_page = event.page.id
+        _view(state, event, page_type, pages)
     elif kind == "dwell":
         if page_type in PRODUCT_RELATED:
             state.product_seconds += event.seconds
@@ -149,6 +169,65 @@ def fold(state: SessionState, event: Event, pages: PageLookup) -> None:
             state.admin_seconds += event.seconds
         elif page_type in INFORMATIONAL:
             state.info_seconds += event.seconds
+        else:
+            state.other_seconds += event.seconds
+    elif kind == "scroll":
+        _scroll(state, event.page.id, page_type, event.depth_pct)
+    elif kind == "click":
+        state.clicks += 1
+    elif kind == "search":
+        state.searches += 1
+    elif kind == "add_to_cart":
+        state.cart_adds += 1
+        state.cart_items += event.quantity
+        state.cart_value += (event.price or 0.0) * event.quantity
+    elif kind == "remove_from_cart":
+        state.cart_removes += 1
+        removed = min(event.quantity, state.cart_items)
+        if removed:
+            state.cart_value -= state.cart_value * removed / state.cart_items
+            state.cart_items -= removed
+    elif kind == "purchase":
+        state.purchases += 1
+        state.revenue += event.value if event.value is not None else state.cart_value
+        state.cart_items, state.cart_value = 0, 0.0
+
+
+def _view(state: SessionState, event: Event, page_type: PageType, pages: PageLookup) -> None:
+    if page_type in PRODUCT_RELATED:
+        state.product_views += 1
+        state.detail_views += page_type is PageType.product
+    elif page_type in ADMINISTRATIVE:
+        state.admin_views += 1
+        state.cart_views += page_type is PageType.cart
+        state.checkout_views += page_type is PageType.checkout
+    elif page_type in INFORMATIONAL:
+        state.info_views += 1
+    else:
+        state.other_views += 1
+    bounce, exit_, value = pages(event.page.id)
+    if not state.page_views:
+        state.landing_type = page_type.value
+    state.page_views += 1
+    state.bounce_rate_sum += bounce
+    state.exit_rate_sum += exit_
+    state.page_value_sum += value
+    state.page_value_max = max(state.page_value_max, value)
+    state.exit_page = event.page.id
+    state.last_page_ts = max(state.last_page_ts, _epoch(event.ts))
+
+
+def _scroll(state: SessionState, page_id: str, page_type: PageType, depth: float) -> None:
+    """A page's deepest scroll so far: the increase over the depth known for that page counts."""
+    if page_id != state.scroll_page:
+        state.scroll_page, state.scroll_depth = page_id, 0.0
+    gained = depth - state.scroll_depth
+    if gained <= 0:
+        return
+    state.scroll_depth = depth
+    if page_type is PageType.product:
+        state.product_scroll_sum += gained
+        state.product_scroll_max = max(state.product_scroll_max, depth)
 
 
 def is_duplicate(state: SessionState, event_id: str) -> bool:
@@ -233,13 +312,14 @@ def session_features(state: SessionState, vocabulary: Vocabulary) -> list[float]
     ]
 
 
-def build_vocabulary(contexts: Sequence[Mapping[str, str]]) -> dict[str, dict[str, int]]:
-    """Codes for every categorical value seen in training, most frequent first."""
+def build_vocabulary(contexts: Sequence[Mapping[str, str]], names: Sequence[str] = CATEGORICAL,
+                     min_count: int = 1) -> dict[str, dict[str, int]]:
+    """Codes for every categorical value seen in training at least ``min_count`` times, most frequent first."""
     vocabulary: dict[str, dict[str, int]] = {}
-    for name in CATEGORICAL:
+    for name in names:
         counts: dict[str, int] = {}
         for context in contexts:
             counts[context[name]] = counts.get(context[name], 0) + 1
-        ordered = sorted(counts, key=lambda value: (-counts[value], value))
+        ordered = sorted((v for v in counts if counts[v] >= min_count), key=lambda value: (-counts[value], value))
         vocabulary[name] = {value: code for code, value in enumerate(ordered)}
     return vocabulary

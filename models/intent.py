@@ -13,7 +13,8 @@ import lightgbm as lgb
 import numpy as np
 import orjson
 
-from models.features import CATEGORICAL, FEATURES, Vocabulary
+from models.features import SessionState, Vocabulary
+from models.featuresets import UCI, FeatureSet, feature_set
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 MODEL_FILE = ARTIFACTS / "intent.lgb.txt"
@@ -81,6 +82,8 @@ class IntentModel:
     calibration: dict = field(default_factory=lambda: {"method": "identity"})
     sha256: str = ""
     model_file: Path = MODEL_FILE
+    feature_set: FeatureSet = UCI
+    """The features the model reads (named in its metadata; ``uci-v1`` when it names none)."""
     native: Any = None
     """The same trees compiled to native code by lleaves (see :meth:`compiled`), or None."""
 
@@ -99,22 +102,27 @@ class IntentModel:
         if meta.get("sha256") != digest:
             raise ModelFileError(f"intent model {model_file} does not match its metadata {metadata_file} "
                                  f"(sha256 {digest[:12]} != {str(meta.get('sha256'))[:12]}): corrupt or replaced")
-        if list(meta.get("features", [])) != list(FEATURES):
+        try:
+            features = feature_set(meta.get("feature_set", UCI.name))
+        except KeyError as exc:
+            raise ModelFileError(f"intent model metadata {metadata_file}: {exc.args[0]}") from None
+        if list(meta.get("features", [])) != list(features.features):
             raise ModelFileError(f"intent model metadata {metadata_file} was built for features "
-                                 f"{meta.get('features')}, but this code computes {list(FEATURES)}")
+                                 f"{meta.get('features')}, but this code computes {list(features.features)} "
+                                 f"for feature set {features.name}")
         try:
             booster = lgb.Booster(model_str=text.decode())
         except (lgb.basic.LightGBMError, UnicodeDecodeError) as exc:
             raise ModelFileError(f"intent model {model_file} is corrupt: {exc}") from None
-        if booster.feature_name() != list(FEATURES):
+        if booster.feature_name() != list(features.features):
             raise ModelFileError(f"intent model {model_file} expects features {booster.feature_name()}, "
-                                 f"but this code computes {list(FEATURES)}")
+                                 f"but this code computes {list(features.features)}")
         calibration = _check_calibration(meta.get("calibration"), metadata_file)
         try:
             bands = {"medium": float(meta["bands"]["medium"]), "high": float(meta["bands"]["high"])}
             model = cls(booster=booster, version=meta["version"], vocabulary=meta["vocabulary"],
                         bands=bands, page_prior=tuple(meta["page_prior"]), calibration=calibration,
-                        sha256=digest, model_file=Path(model_file))
+                        sha256=digest, model_file=Path(model_file), feature_set=features)
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelFileError(f"intent model metadata {metadata_file} is incomplete: {exc!r}") from None
         if not 0 <= bands["medium"] <= bands["high"] <= 1:
@@ -140,6 +148,10 @@ class IntentModel:
             os.replace(scratch, cache)
         return dataclasses.replace(self, native=native)
 
+    def row(self, state: SessionState) -> list[float]:
+        """The feature vector of a visit as this model reads it."""
+        return self.feature_set.row(state, self.vocabulary)
+
     def raw_score(self, rows: Sequence[Sequence[float]]) -> np.ndarray:
         """Uncalibrated LightGBM probabilities (what the model was trained to output)."""
         X = np.asarray(rows, dtype=np.float64)
@@ -157,13 +169,10 @@ class IntentModel:
         worker's session task waits for them meanwhile, its core is free)."""
         contrib = self.booster.predict(np.asarray(rows, dtype=np.float64), pred_contrib=True, num_threads=2)[:, :-1]
         order = np.argsort(-np.abs(contrib), axis=1)[:, :top]
-        return [[(FEATURES[j], float(c[j])) for j in idx] for c, idx in zip(contrib, order)]
+        names = self.feature_set.features
+        return [[(names[j], float(c[j])) for j in idx] for c, idx in zip(contrib, order)]
 
     def band(self, score: float) -> str:
         if score >= self.bands["high"]:
             return "high"
         return "medium" if score >= self.bands["medium"] else "low"
-
-
-def categorical_indices() -> list[int]:
-    return [FEATURES.index(name) for name in CATEGORICAL]

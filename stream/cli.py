@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Optional
 
@@ -115,11 +116,13 @@ def topics(broker: Optional[str] = BrokerOpt) -> None:
 @cli.command()
 def worker(broker: Optional[str] = BrokerOpt, home: Optional[Path] = HomeOpt,
            web_port: Optional[int] = typer.Option(None, help="Faust web port: /metrics, /status"),
+           models: Optional[Path] = typer.Option(None, "--models", help="model directory to score with "
+                                                 "(env PERSONASTREAM_MODELS; default: the shipped models)"),
            loglevel: str = typer.Option("warn", "--loglevel", "-l", help="crit|error|warn|info|debug")) -> None:
     """Run a Faust worker (equivalent: faust -A stream.app worker). Start more to scale out."""
     from stream import config
 
-    conf = _settings(broker=broker, home=home, web_port=web_port)
+    conf = _settings(broker=broker, home=home, web_port=web_port, models=models)
     conf.home.mkdir(parents=True, exist_ok=True)
     _ensure_topics(conf)
     config.install(conf)
@@ -175,8 +178,17 @@ def _read_uci(path: Path, limit: Optional[int] = None):
 
 
 @cli.command()
-def train(csv: Path = typer.Argument(DEFAULT_UCI, help="UCI Online Shoppers CSV with a Revenue column")) -> None:
-    """Train the LightGBM intent model with the stream's feature code; write models/artifacts/."""
+def train(csv: Path = typer.Argument(DEFAULT_UCI, help="UCI Online Shoppers CSV with a Revenue column"),
+          events: Optional[str] = typer.Option(None, "--events", help="train on recorded events instead: a JSONL "
+                                               "file, a folder of them, or kafka://host:port/topic"),
+          out: Optional[Path] = typer.Option(None, "--out", help="model directory to write (with --events)"),
+          since: Optional[datetime] = typer.Option(None, "--since", help="with a topic: events from this time on"),
+          ) -> None:
+    """Train the intent model: on the site's own recorded events (--events, --out: a model directory for
+    `worker --models`), or on UCI rows replayed through the stream's feature code (models/artifacts/)."""
+    if events is not None:
+        _train_on_events(events, out, since)
+        return
     from models.training.train import train as train_model
 
     frame = _read_uci(csv)
@@ -186,6 +198,30 @@ def train(csv: Path = typer.Argument(DEFAULT_UCI, help="UCI Online Shoppers CSV 
     cv = meta["cv"]
     console.print(f"intent model {meta['version']}: {cv['folds']}-fold CV ROC-AUC {cv['roc_auc']['mean']:.4f} "
                   f"± {cv['roc_auc']['std']:.4f}, PR-AUC {cv['pr_auc']['mean']:.4f} ± {cv['pr_auc']['std']:.4f}")
+
+
+def _train_on_events(source: str, out: Optional[Path], since: Optional[datetime]) -> None:
+    from models.training.site import TrainingDataError, train_site
+    from models.training.visits import ReadReport, read_visits
+    from stream.recorded import SourceError, recorded_lines
+
+    if out is None:
+        fail("--events needs --out DIR: the model directory to write")
+    report = ReadReport()
+    try:
+        visits = read_visits(recorded_lines(source, since), _settings().session_gap_s, report)
+    except SourceError as exc:
+        fail(str(exc))
+    console.print(f"read {source}: {report.summary()}")
+    if report.events == 0:
+        fail(f"no valid events in {source} ({report.lines} lines read)")
+    try:
+        meta = train_site(visits, out, source, log=console.print)
+    except TrainingDataError as exc:
+        fail(str(exc))
+    validation = meta["validation"]
+    console.print(f"serve it with: personastream worker --models {out}  (validation ROC-AUC at 50% of each "
+                  f"visit {validation['roc_auc_at_50pct']:.4f}; report in {out / 'report'})")
 
 
 @cli.command()

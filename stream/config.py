@@ -60,6 +60,10 @@ class Settings(BaseSettings):
     persona_sync_s: float = Field(
         10.0, gt=0, description="how often workers hand persona learning over and the merging worker "
         "publishes the next shared persona model")
+    models: Path = Field(Path(__file__).resolve().parents[1] / "models" / "artifacts",
+                         description="model directory the workers score with: intent model, persona model and "
+                         "learned page statistics (personastream train --events ... --out DIR writes one); "
+                         "the shipped UCI-trained models by default")
     actions: Path = Field(Path(__file__).resolve().parents[1] / "models" / "artifacts" / "actions.json",
                           description="the actions catalog: candidate actions (bandit arms) per persona and band")
     holdout: float = Field(0.1, ge=0, le=1, description="share of sessions (by a hash of the session id) that always "

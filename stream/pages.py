@@ -1,8 +1,10 @@
-"""Page statistics for session features: a catalog (seeded) plus statistics observed online.
+"""Page statistics for session features: a catalog (seeded), statistics learned with the model, and
+statistics observed online.
 
 Every worker keeps the whole page table in memory, read from the compacted pages topic: records
 keyed ``catalog/<page>`` come from a seeded catalog, records keyed ``observed/<page>`` from the
-page-observation aggregator. Catalog statistics win; observed ones count once a page has
+page-observation aggregator. The model directory's learned statistics (page values included) come
+with the model. Catalog statistics win, then learned ones; observed ones count once a page has
 ``MIN_VIEWS`` views; other pages get the model's prior.
 """
 
@@ -26,22 +28,29 @@ class PageTable:
     prior: tuple[float, float, float]
     catalog: dict[str, tuple[float, float, float]] = field(default_factory=dict)
     observed: dict[str, tuple[float, float, float]] = field(default_factory=dict)
+    learned: dict[str, tuple[float, float, float]] = field(default_factory=dict)
+    """Statistics learned with the model from the site's own visits (fixed while the worker runs)."""
 
     def __call__(self, page_id: str) -> tuple[float, float, float]:
         found = self.catalog.get(page_id)
         if found is None:
-            found = self.observed.get(page_id, self.prior)
+            found = self.learned.get(page_id)
+            if found is None:
+                found = self.observed.get(page_id, self.prior)
         return found
 
     def observes(self, page_id: str) -> bool:
         """Whether the pipeline counts the views, exits and bounces of ``page_id``: not for a page the
-        catalog describes, whose catalog statistics win over observed ones (they would never be used).
+        catalog describes or the model learned, whose statistics win over observed ones (they would
+        never be used).
 
-        >>> table = PageTable((0.1, 0.2, 0.0), catalog={"home": (0.3, 0.4, 0.0)})
-        >>> table.observes("home"), table.observes("blog/42")
-        (False, True)
+        >>> table = PageTable((0.1, 0.2, 0.0), catalog={"home": (0.3, 0.4, 0.0)}, learned={"p1": (0, 0, 9.0)})
+        >>> table.observes("home"), table.observes("p1"), table.observes("blog/42")
+        (False, False, True)
+        >>> table("p1"), table("blog/42")
+        ((0, 0, 9.0), (0.1, 0.2, 0.0))
         """
-        return page_id not in self.catalog
+        return page_id not in self.catalog and page_id not in self.learned
 
     def apply(self, key: bytes, value: bytes | None) -> None:
         source, _, page_id = key.decode().partition("/")

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Callable, TypeVar
 
 from models.actions import ActionCatalog
-from models.intent import IntentModel
+from models.directory import ModelDirectory
 from stream.config import Settings
 from stream.kafka_io import CompactedFeed
 from stream.pages import PageTable
@@ -31,13 +31,14 @@ class Runtime:
 
     @classmethod
     def build(cls, conf: Settings) -> "Runtime":
-        """Load the actions catalog, the intent model (compiled, cached in ``conf.model_cache``) and the
-        shipped persona snapshot; :class:`~models.intent.ModelFileError` names a missing or broken model
-        file (:class:`~models.actions.CatalogError`, one of them, the catalog entry at fault)."""
+        """Load the actions catalog and the model directory ``conf.models`` (the intent model compiled,
+        cached in ``conf.model_cache``); :class:`~models.intent.ModelFileError` names a missing or broken
+        model file (:class:`~models.actions.CatalogError`, one of them, the catalog entry at fault)."""
         catalog = ActionCatalog.load(conf.actions)
-        intent = IntentModel.load().compiled(conf.model_cache)
-        pages = PageTable(prior=intent.page_prior)
-        processor = SessionProcessor.for_worker(conf, intent, pages, catalog)
+        models = ModelDirectory.load(conf.models)
+        intent = models.intent.compiled(conf.model_cache)
+        pages = PageTable(prior=intent.page_prior, learned=dict(models.pages.pages) if models.pages else {})
+        processor = SessionProcessor.for_worker(conf, intent, pages, catalog, models.personas)
         serial = ThreadPoolExecutor(1, "processor")
         return cls(processor=processor, serial=serial,
                    page_feed=CompactedFeed(conf.bootstrap, conf.pages_topic, pages.apply, serial),

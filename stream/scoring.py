@@ -21,7 +21,7 @@ import orjson
 
 from models.actions import default_catalog
 from models.bandit import ActionPolicy, BetaBandit, Decision
-from models.features import SessionState, session_features
+from models.features import SessionState
 from models.intent import IntentModel
 from models.persona import Assignment, persona_features
 from stream.persona_sync import SharedPersona
@@ -46,7 +46,7 @@ class Scorer:
         if not visits:
             return {}
         states = [state for _, state in visits]
-        rows = [session_features(state, self.intent.vocabulary) for state in states]
+        rows = [self.intent.row(state) for state in states]
         scores = [float(s) for s in self.intent.score(rows)]
         bands = [self.intent.band(s) for s in scores]
         stale = self._stale(states, scores, bands)

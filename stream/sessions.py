@@ -106,10 +106,10 @@ class SessionProcessor:
 
     @classmethod
     def for_worker(cls, conf: Settings, intent: IntentModel, pages: PageTable,
-                   catalog: ActionCatalog) -> "SessionProcessor":
-        """The processor as a worker runs it: ``conf``'s settings, the shipped persona snapshot as the
-        starting shared model, actions from ``catalog``."""
-        scorer = Scorer(intent, SharedPersona(PersonaModel.default()), conf.top_features, conf.explain_delta,
+                   catalog: ActionCatalog, personas: PersonaModel) -> "SessionProcessor":
+        """The processor as a worker runs it: ``conf``'s settings, ``personas`` (the model directory's) as
+        the starting shared model, actions from ``catalog``."""
+        scorer = Scorer(intent, SharedPersona(personas), conf.top_features, conf.explain_delta,
                         ActionPolicy(catalog, conf.holdout))
         return cls(scorer=scorer, pages=pages, gap_s=conf.session_gap_s, retain_s=conf.session_retain_s,
                    max_future_s=conf.max_future_s, max_open_visits=conf.max_open_visits)

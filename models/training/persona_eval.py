@@ -50,7 +50,7 @@ def oof_intent(states: list[SessionState], labels: np.ndarray, folds: int = 5, r
     import lightgbm as lgb
     from sklearn.model_selection import StratifiedKFold
 
-    from models.intent import categorical_indices
+    from models.featuresets import UCI
 
     vocabulary = build_vocabulary([raw_context(s) for s in states])
     X = np.asarray([session_features(s, vocabulary) for s in states], dtype=np.float64)
@@ -60,7 +60,7 @@ def oof_intent(states: list[SessionState], labels: np.ndarray, folds: int = 5, r
     out = np.zeros(len(labels))
     for train, test in StratifiedKFold(folds, shuffle=True, random_state=SEED).split(X, labels):
         data = lgb.Dataset(X[train], labels[train], feature_name=list(INTENT_FEATURES),
-                           categorical_feature=categorical_indices())
+                           categorical_feature=UCI.categorical_indices())
         out[test] = lgb.train(params, data, rounds).predict(X[test], num_threads=2)
     return out
 

@@ -1,0 +1,145 @@
+"""Recorded events as training visits: parsed by the stream's schema and privacy rule, cut into visits
+by the stream's inactivity gap, and replayed into leakage-safe prefix states.
+
+A visit's label is whether it contains a purchase. Its training rows are the states after the first
+``k`` events, for ``k`` at fractions of the events *before its first purchase* (:func:`prefix_ends`):
+no row sees its purchase, nor anything after it (:func:`check_before_purchase` enforces it).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from typing import Iterable, Sequence
+
+from models.features import PageLookup, SessionState, fold, is_duplicate, start_visit
+from schemas.events import Event, EventError, parse_event
+
+
+class LeakageError(ValueError):
+    """A training row that would see its visit's purchase or what followed it."""
+
+
+@dataclass
+class Visit:
+    """One visit's events in arrival order (duplicates removed), as the stream would fold them."""
+
+    session_id: str
+    events: list[Event]
+    start: float
+    """Event time of its first event (Unix seconds)."""
+    first_purchase: int | None = None
+    """Index in :attr:`events` of its first purchase, if any."""
+
+    @property
+    def bought(self) -> bool:
+        return self.first_purchase is not None
+
+    @property
+    def bot(self) -> bool:
+        return any(event.bot for event in self.events)
+
+    @property
+    def revenue(self) -> float:
+        """Purchase value of the visit (a purchase without a value counts the cart it emptied as 0)."""
+        return sum(event.value or 0.0 for event in self.events if event.type == "purchase")
+
+    @property
+    def learnable(self) -> int:
+        """Events before its first purchase: the part of the visit training rows may see."""
+        return len(self.events) if self.first_purchase is None else self.first_purchase
+
+
+@dataclass
+class ReadReport:
+    """What reading recorded events found: lines read, valid events, invalid lines by reason, duplicates."""
+
+    lines: int = 0
+    events: int = 0
+    duplicates: int = 0
+    invalid: Counter = field(default_factory=Counter)
+
+    @property
+    def invalid_lines(self) -> int:
+        return sum(self.invalid.values())
+
+    def summary(self) -> str:
+        reasons = "; ".join(f"{n} x {reason}" for reason, n in self.invalid.most_common(3))
+        return (f"{self.lines} lines: {self.events} events, {self.duplicates} duplicates, "
+                f"{self.invalid_lines} invalid" + (f" ({reasons})" if reasons else ""))
+
+
+def read_visits(lines: Iterable[bytes], gap_s: float, report: ReadReport | None = None) -> list[Visit]:
+    """Parse every line as the stream does and cut each session's events into visits by ``gap_s``;
+    invalid lines are counted in ``report`` by reason and skipped. Visits in order of their start."""
+    report = report if report is not None else ReadReport()
+    open_visits: dict[str, tuple[Visit, SessionState]] = {}
+    done: list[Visit] = []
+    for line in lines:
+        report.lines += 1
+        try:
+            event = parse_event(line)
+        except EventError as exc:
+            report.invalid[exc.reason.split(":")[0][:80]] += 1
+            continue
+        ts = event.ts.timestamp()
+        current = open_visits.get(event.session_id)
+        if current is None or ts - current[1].last_ts > gap_s:
+            if current is not None:
+                done.append(current[0])
+            tracker = start_visit(None if current is None else current[1], event)
+            current = open_visits[event.session_id] = (Visit(event.session_id, [], ts), tracker)
+        visit, tracker = current
+        if is_duplicate(tracker, event.event_id):
+            report.duplicates += 1
+            continue
+        tracker.last_ts = max(tracker.last_ts, ts)
+        if event.type == "purchase" and visit.first_purchase is None:
+            visit.first_purchase = len(visit.events)
+        visit.events.append(event)
+        report.events += 1
+    done.extend(visit for visit, _ in open_visits.values())
+    return sorted(done, key=lambda visit: visit.start)
+
+
+def prefix_ends(visit: Visit, fractions: Sequence[float]) -> list[int]:
+    """Distinct event counts ``max(1, ceil(q * n))`` for ``q`` in ``fractions``, ``n`` the visit's
+    :attr:`Visit.learnable` events (a visit that starts with its purchase has none)."""
+    n = visit.learnable
+    if n == 0:
+        return []
+    return sorted({max(1, math.ceil(round(q * n, 9))) for q in fractions})
+
+
+def check_before_purchase(visit: Visit, seen: int) -> None:
+    """Raise :class:`LeakageError` if a row after the first ``seen`` events would see the visit's purchase."""
+    if visit.first_purchase is not None and seen > visit.first_purchase:
+        raise LeakageError(f"a row of visit {visit.session_id} after {seen} events would see its purchase "
+                           f"(event {visit.first_purchase + 1})")
+
+
+def replay(visit: Visit, ends: Sequence[int], pages: PageLookup) -> list[SessionState]:
+    """The visit's states after each of ``ends`` events (ascending), folded exactly as the stream folds;
+    every one checked by :func:`check_before_purchase`."""
+    for seen in ends:
+        check_before_purchase(visit, seen)
+    return _states(visit, ends, pages)
+
+
+def final_state(visit: Visit, pages: PageLookup) -> SessionState:
+    """The state after all of the visit's events, purchases included: what the persona model learns
+    when the visit ends (never an intent training row)."""
+    return _states(visit, [len(visit.events)], pages)[-1]
+
+
+def _states(visit: Visit, ends: Sequence[int], pages: PageLookup) -> list[SessionState]:
+    wanted = set(ends)
+    states: list[SessionState] = []
+    state: SessionState | None = None
+    for i, event in enumerate(visit.events[:max(wanted, default=0)]):
+        state = start_visit(None, event) if state is None else state
+        fold(state, event, pages)
+        if i + 1 in wanted:
+            states.append(replace(state, recent_ids=b""))
+    return states
