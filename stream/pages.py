@@ -59,8 +59,10 @@ class PageTable:
             table.pop(page_id, None)
             return
         stats = PageStats.model_validate_json(value)
-        if stats.source == "catalog" or stats.views >= MIN_VIEWS:
+        if stats.source == "catalog":
             table[page_id] = (stats.bounce_rate, stats.exit_rate, stats.page_value)
+        elif stats.views >= MIN_VIEWS:  # observed online: bounce and exit rates; the value stays the prior's
+            table[page_id] = (stats.bounce_rate, stats.exit_rate, self.prior[2])
 
 
 def page_record(stats: PageStats) -> tuple[bytes, bytes]:

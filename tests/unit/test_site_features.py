@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import doctest
+import itertools
 from datetime import datetime, timedelta, timezone
 
 import orjson
@@ -19,6 +20,7 @@ from models.training.visits import LeakageError, ReadReport, check_before_purcha
 from schemas.events import parse_event
 
 T0 = datetime(2026, 11, 2, 9, tzinfo=timezone.utc)
+EVENT_IDS = itertools.count()
 
 
 @pytest.mark.parametrize("module", [models.featuresets, models.pagestats, stream.pages])
@@ -26,10 +28,9 @@ def test_doctests(module) -> None:
     assert doctest.testmod(module).failed == 0
 
 
-def event(kind: str, session: str, seconds: float, page: str = "p1", page_type: str = "product", n: list = [0],
+def event(kind: str, session: str, seconds: float, page: str = "p1", page_type: str = "product",
           **fields) -> bytes:
-    n[0] += 1
-    return orjson.dumps({"type": kind, "event_id": f"e{n[0]}", "session_id": session,
+    return orjson.dumps({"type": kind, "event_id": f"e{next(EVENT_IDS)}", "session_id": session,
                          "ts": (T0 + timedelta(seconds=seconds)).isoformat(), "page": {"id": page, "type": page_type},
                          "device": {"os": "Android 14", "browser": "Chrome Mobile 124.0", "device_class": "mobile"},
                          "traffic_source": "google-cpc", **fields})
