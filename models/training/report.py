@@ -44,8 +44,8 @@ def plot_report(out: Path, metrics: dict, labels: np.ndarray, scores: np.ndarray
     figure, axes = plt.subplots(figsize=(5, 4))
     aucs = [metrics["validation"][f"roc_auc_at_{int(q * 100)}pct"] or np.nan for q in points]
     axes.plot([100 * q for q in points], aucs, "o-")
-    _save(figure, axes, out / "progress.png", "ROC-AUC by visit progress", "% of the events before a purchase",
-          "ROC-AUC", legend=False)
+    _save(figure, axes, out / "progress.png", "ROC-AUC by visit progress",
+          "% of the visit's events (cut before a purchase)", "ROC-AUC", legend=False)
 
     figure, axes = plt.subplots(figsize=(6, 6))
     gain = list(metrics["gain"].items())[:20][::-1]

@@ -9,7 +9,8 @@ Steps (:func:`train_site`):
 3. page statistics learned from the training visits; each training row reads them *out of fold*
    (:data:`PAGE_FOLDS` folds of visits), so no row's page values include its own purchase;
    validation rows read those of all training visits, as a worker would;
-4. rows: prefix states strictly before each visit's first purchase, weighing 1 per visit;
+4. rows: prefix states at fractions of each visit's events, cut strictly before its first purchase,
+   weighing 1 per visit;
 5. LightGBM, early-stopped on the latest training visits; validation ROC-AUC by visit progress,
    PR-AUC, Brier; calibration chosen on validation scores (cross-fitted); score bands;
 6. the published model: refit on all visits with the same number of trees; page statistics of all
@@ -35,7 +36,7 @@ from models.intent import CALIBRATIONS, calibrate
 from models.pagestats import PageCounts, PageValues
 from models.persona import PersonaModel, persona_features
 from models.training.train import PARAMS, choose_bands, fit_calibration
-from models.training.visits import Visit, final_state, prefix_ends, replay
+from models.training.visits import Visit, final_state, prefix_end, prefix_ends, replay
 
 MIN_CLASS = 100
 """Buying and non-buying visits needed to train (Segment Predictions asks the same)."""
@@ -44,7 +45,7 @@ STOP_SHARE = 0.15
 """Latest share of the training visits that early stopping watches."""
 PAGE_FOLDS = 5
 TRAIN_POINTS = tuple(round(0.1 * i, 1) for i in range(1, 11))
-"""Fractions of a visit's events before its first purchase at which training rows are taken."""
+"""Fractions of a visit's events at which training rows are taken (cut before its first purchase)."""
 EVAL_POINTS = (0.25, 0.5, 0.75, 1.0)
 """Fractions at which validation ROC-AUC is reported (validation rows are taken at these and the training points)."""
 MIN_CATEGORY_VISITS = 20
@@ -88,7 +89,7 @@ class Rows:
 
 
 def build_rows(visits: Sequence[Visit], lookups: Sequence[PageValues], vocabulary, points: Sequence[float]) -> Rows:
-    """Rows at ``points`` of each visit's learnable events, each visit's pages read through its lookup."""
+    """Rows at ``points`` of each visit (:func:`prefix_end`), each visit's pages read through its lookup."""
     X, owner, label, weight, progress, finals = [], [], [], [], [], []
     for i, (visit, lookup) in enumerate(zip(visits, lookups)):
         ends = prefix_ends(visit, points)
@@ -97,7 +98,7 @@ def build_rows(visits: Sequence[Visit], lookups: Sequence[PageValues], vocabular
         states = replay(visit, ends, lookup)
         at = {end: state for end, state in zip(ends, states)}
         for q in points:
-            end = max(1, int(np.ceil(round(q * visit.learnable, 9))))
+            end = prefix_end(visit, q)
             X.append(SITE.row(at[end], vocabulary))
             owner.append(i)
             label.append(int(visit.bought))
@@ -235,8 +236,8 @@ def write_directory(out: Path, booster: lgb.Booster, source: str, vocabulary, ca
         "vocabulary": vocabulary,
         "params": SITE_PARAMS,
         "training": {"prefix_points": list(TRAIN_POINTS), "rounds": metrics["rounds"],
-                     "rows": "per visit, the states after ceil(q * n) of its n events before its first purchase "
-                             "for each q in prefix_points, weighing 1 per visit; page statistics out of fold"},
+                     "rows": "per visit of n events, the state after ceil(q * n) of them for each q in prefix_points, "
+                             "cut before its first purchase, weighing 1 per visit; page statistics out of fold"},
         "validation": metrics["validation"],
         "calibration": calibration,
         "bands": bands,

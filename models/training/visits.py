@@ -2,8 +2,9 @@
 by the stream's inactivity gap, and replayed into leakage-safe prefix states.
 
 A visit's label is whether it contains a purchase. Its training rows are the states after the first
-``k`` events, for ``k`` at fractions of the events *before its first purchase* (:func:`prefix_ends`):
-no row sees its purchase, nor anything after it (:func:`check_before_purchase` enforces it).
+``k`` events, for ``k`` at fractions of the visit's events, cut *before its first purchase*
+(:func:`prefix_end`): no row sees its purchase, nor anything after it (:func:`check_before_purchase`
+enforces it).
 """
 
 from __future__ import annotations
@@ -103,13 +104,15 @@ def read_visits(lines: Iterable[bytes], gap_s: float, report: ReadReport | None 
     return sorted(done, key=lambda visit: visit.start)
 
 
+def prefix_end(visit: Visit, fraction: float) -> int:
+    """Events seen at ``fraction`` of the visit: ``max(1, ceil(fraction * events))``, cut before its first
+    purchase (0 for a visit that starts with its purchase)."""
+    return min(max(1, math.ceil(round(fraction * len(visit.events), 9))), visit.learnable)
+
+
 def prefix_ends(visit: Visit, fractions: Sequence[float]) -> list[int]:
-    """Distinct event counts ``max(1, ceil(q * n))`` for ``q`` in ``fractions``, ``n`` the visit's
-    :attr:`Visit.learnable` events (a visit that starts with its purchase has none)."""
-    n = visit.learnable
-    if n == 0:
-        return []
-    return sorted({max(1, math.ceil(round(q * n, 9))) for q in fractions})
+    """The distinct :func:`prefix_end` of ``fractions`` (none for a visit that starts with its purchase)."""
+    return sorted({end for end in (prefix_end(visit, q) for q in fractions) if end})
 
 
 def check_before_purchase(visit: Visit, seen: int) -> None:
