@@ -27,12 +27,12 @@ import lightgbm as lgb
 import numpy as np
 import orjson
 from sklearn.metrics import roc_auc_score
-from tools.shopsim import ShopConfig, simulate
 
 from models.directory import ModelDirectory
 from models.pagestats import PageValues
 from models.training.site import train_site
 from models.training.visits import Visit, prefix_end, read_visits, replay
+from tools.shopsim import ShopConfig, simulate
 
 EVENT_TYPES = ("page_view", "click", "scroll", "dwell", "add_to_cart", "remove_from_cart", "search", "purchase")
 PAGE_TYPES = ("home", "category", "product", "search", "cart", "checkout", "account", "info", "other")
