@@ -1,0 +1,1 @@
+"""Lab tools for tests, demos and docs; not part of the runtime wheel."""
