@@ -14,6 +14,8 @@ from urllib.parse import urlparse
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from stream.kafka_io import assign_all
+
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
 
 
@@ -61,12 +63,11 @@ async def _read_topic(bootstrap: str, topic: str, since: datetime | None) -> lis
     except Exception as exc:  # noqa: BLE001 - any failure to connect is the source's error
         raise SourceError(f"cannot reach the broker {bootstrap}: {type(exc).__name__}: {exc}") from None
     try:
-        if topic not in await consumer.topics():
-            raise SourceError(f"topic {topic} does not exist on {bootstrap}")
-        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
-        consumer.assign(partitions)
+        try:
+            partitions = await assign_all(consumer, topic)
+        except RuntimeError:
+            raise SourceError(f"topic {topic} does not exist on {bootstrap}") from None
         ends = await consumer.end_offsets(partitions)
-        await consumer.seek_to_beginning(*partitions)
         if since is not None:
             found = await consumer.offsets_for_times({tp: int(since.timestamp() * 1000) for tp in partitions})
             for tp, at in found.items():
@@ -75,7 +76,7 @@ async def _read_topic(bootstrap: str, topic: str, since: datetime | None) -> lis
                 else:
                     consumer.seek(tp, at.offset)
         values: list[bytes] = []
-        while any(await consumer.position(tp) < ends[tp] for tp in partitions):
+        while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
             for records in (await consumer.getmany(timeout_ms=500, max_records=10000)).values():
                 values.extend(r.value for r in records
                               if r.offset < ends[TopicPartition(r.topic, r.partition)] and r.value is not None)

@@ -31,7 +31,8 @@ def test_train_from_the_events_topic_then_serve_later_visits(pipeline, tmp_path)
     models = tmp_path / "site-models"
     trained = pipeline.cli("train", "--events", f"kafka://{pipeline.bootstrap}/{events}", "--out", str(models),
                            timeout=600)
-    assert f"{len(recorded)} events" in trained.stdout
+    said = " ".join((trained.stdout + trained.stderr).split())
+    assert f"{len(recorded)} lines: {len(recorded)} events" in said
     served = ModelDirectory.load(models)
     assert served.intent.feature_set.name == "site-v1" and served.pages and served.personas.ready
 
