@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import BinaryIO, Iterable, Iterator
 
 import orjson
 
@@ -820,6 +820,13 @@ def visit_summary(events: Iterable[dict]) -> dict:
     }
 
 
+def _written(events: Iterable[dict], out: BinaryIO) -> Iterator[dict]:
+    """``events``, each written to ``out`` as a JSON line as it passes."""
+    for event in events:
+        out.write(orjson.dumps(event, option=orjson.OPT_APPEND_NEWLINE))
+        yield event
+
+
 def main(argv: list[str] | None = None) -> None:
     """Write a simulated shop's events as JSONL and print its summary rates."""
     parser = argparse.ArgumentParser(prog="python -m tools.shopsim", description=main.__doc__)
@@ -832,13 +839,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     shop = ShopConfig.random(args.seed)
     began = time.perf_counter()
-    summary_source: list[dict] = []
     with args.out.open("wb") as out:
-        for event in simulate(shop, args.visits, args.start, args.seed, args.days):
-            out.write(orjson.dumps(event) + b"\n")
-            summary_source.append({"session_id": event["session_id"], "type": event["type"], "bot": event["bot"]})
+        summary = visit_summary(_written(simulate(shop, args.visits, args.start, args.seed, args.days), out))
     elapsed = time.perf_counter() - began
-    summary = visit_summary(summary_source)
     print(f"shop {shop.name}: {len(shop.products)} products, {shop.currency}, sources "
           f"{', '.join(s.name for s in shop.sources)}")
     print(f"{summary['events']:,} events of {summary['visits']:,} visits in {elapsed:.1f} s "
