@@ -62,17 +62,10 @@ class TrainingDataError(ValueError):
     """Recorded events that cannot train a model; the message says what is missing and how much there is."""
 
 
-def _pages_of(visit: Visit) -> tuple[list[str], float, int]:
-    """(page ids viewed, revenue, page views before the first purchase) of a visit."""
-    pages = [e.page.id for e in visit.events if e.type == "page_view"]
-    before = sum(1 for e in visit.events[:visit.learnable] if e.type == "page_view")
-    return pages, visit.revenue, before
-
-
 def page_counts(visits: Sequence[Visit]) -> PageCounts:
     counts = PageCounts()
     for visit in visits:
-        counts.add(*_pages_of(visit))
+        counts.add(visit.pages, visit.revenue, visit.pages_before_purchase)
     return counts
 
 

@@ -24,32 +24,55 @@ class LeakageError(ValueError):
 
 @dataclass
 class Visit:
-    """One visit's events in arrival order (duplicates removed), as the stream would fold them."""
+    """One visit's events in arrival order (duplicates removed), as the stream would fold them.
+
+    Its events are kept as their raw lines (a few hundred bytes each instead of a few KB parsed) and
+    parsed again when replayed; what training needs of them besides is noted once, here.
+    """
 
     session_id: str
-    events: list[Event]
+    lines: list[bytes]
     start: float
     """Event time of its first event (Unix seconds)."""
     first_purchase: int | None = None
-    """Index in :attr:`events` of its first purchase, if any."""
+    """Index of its first purchase among its events, if any."""
+    bot: bool = False
+    revenue: float = 0.0
+    """Value of its purchases (a purchase without a value counts 0)."""
+    pages: list[str] = field(default_factory=list)
+    """Page ids of its page views, in order."""
+    pages_before_purchase: int = 0
+    """Page views before its first purchase (all of them if it has none)."""
+
+    @property
+    def events(self) -> list[Event]:
+        return [parse_event(line) for line in self.lines]
+
+    @property
+    def size(self) -> int:
+        return len(self.lines)
 
     @property
     def bought(self) -> bool:
         return self.first_purchase is not None
 
     @property
-    def bot(self) -> bool:
-        return any(event.bot for event in self.events)
-
-    @property
-    def revenue(self) -> float:
-        """Purchase value of the visit (a purchase without a value counts the cart it emptied as 0)."""
-        return sum(event.value or 0.0 for event in self.events if event.type == "purchase")
-
-    @property
     def learnable(self) -> int:
         """Events before its first purchase: the part of the visit training rows may see."""
-        return len(self.events) if self.first_purchase is None else self.first_purchase
+        return self.size if self.first_purchase is None else self.first_purchase
+
+    def add(self, line: bytes, event: Event) -> None:
+        """Append a parsed event (and its line)."""
+        if event.type == "purchase":
+            if self.first_purchase is None:
+                self.first_purchase = len(self.lines)
+            self.revenue += event.value or 0.0
+        elif event.type == "page_view":
+            self.pages.append(event.page.id)
+            if self.first_purchase is None:
+                self.pages_before_purchase += 1
+        self.bot = self.bot or event.bot
+        self.lines.append(line)
 
 
 @dataclass
@@ -96,9 +119,7 @@ def read_visits(lines: Iterable[bytes], gap_s: float, report: ReadReport | None 
             report.duplicates += 1
             continue
         tracker.last_ts = max(tracker.last_ts, ts)
-        if event.type == "purchase" and visit.first_purchase is None:
-            visit.first_purchase = len(visit.events)
-        visit.events.append(event)
+        visit.add(bytes(line), event)
         report.events += 1
     done.extend(visit for visit, _ in open_visits.values())
     return sorted(done, key=lambda visit: visit.start)
@@ -107,7 +128,7 @@ def read_visits(lines: Iterable[bytes], gap_s: float, report: ReadReport | None 
 def prefix_end(visit: Visit, fraction: float) -> int:
     """Events seen at ``fraction`` of the visit: ``max(1, ceil(fraction * events))``, cut before its first
     purchase (0 for a visit that starts with its purchase)."""
-    return min(max(1, math.ceil(round(fraction * len(visit.events), 9))), visit.learnable)
+    return min(max(1, math.ceil(round(fraction * visit.size, 9))), visit.learnable)
 
 
 def prefix_ends(visit: Visit, fractions: Sequence[float]) -> list[int]:
@@ -133,14 +154,15 @@ def replay(visit: Visit, ends: Sequence[int], pages: PageLookup) -> list[Session
 def final_state(visit: Visit, pages: PageLookup) -> SessionState:
     """The state after all of the visit's events, purchases included: what the persona model learns
     when the visit ends (never an intent training row)."""
-    return _states(visit, [len(visit.events)], pages)[-1]
+    return _states(visit, [visit.size], pages)[-1]
 
 
 def _states(visit: Visit, ends: Sequence[int], pages: PageLookup) -> list[SessionState]:
     wanted = set(ends)
     states: list[SessionState] = []
     state: SessionState | None = None
-    for i, event in enumerate(visit.events[:max(wanted, default=0)]):
+    for i, line in enumerate(visit.lines[:max(wanted, default=0)]):
+        event = parse_event(line)
         state = start_visit(None, event) if state is None else state
         fold(state, event, pages)
         if i + 1 in wanted:

@@ -95,7 +95,7 @@ def test_visits_are_cut_by_the_gap_and_invalid_lines_counted() -> None:
     lines.append(lines[0])  # an exact re-send
     report = ReadReport()
     visits = read_visits(lines, gap_s=1800, report=report)
-    assert [(v.session_id, len(v.events), v.bought) for v in visits] == [
+    assert [(v.session_id, v.size, v.bought) for v in visits] == [
         ("s1", 9, True), ("s2", 1, False), ("s1", 1, False)]
     assert (report.lines, report.events, report.duplicates, report.invalid_lines) == (14, 11, 1, 2)
     assert visits[0].first_purchase == 7 and visits[0].learnable == 7 and visits[0].revenue == 60.0
