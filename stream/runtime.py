@@ -57,11 +57,6 @@ class Runtime:
     def personas(self) -> SharedPersona:
         return self.processor.personas
 
-    @property
-    def ready(self) -> bool:
-        """Both feeds read to their end: batches may be scored."""
-        return self.page_feed.ready.is_set() and self.persona_feed.ready.is_set()
-
     async def wait_ready(self) -> None:
         await self.page_feed.ready.wait()
         await self.persona_feed.ready.wait()

@@ -183,8 +183,7 @@ class OutOfFold:
 
     fold: np.ndarray                      # fold of each session
     scores: dict[float, np.ndarray]       # progress -> raw score per session
-    train_rows: np.ndarray                # training-prefix rows, labels, weights, folds and raw scores
-    train_labels: np.ndarray
+    train_labels: np.ndarray              # training-prefix labels, weights, folds and raw scores
     train_weights: np.ndarray
     train_folds: np.ndarray
     train_scores: np.ndarray
@@ -198,7 +197,7 @@ def out_of_fold(data: PrefixMatrix, progress: Callable[[str], None] | None = Non
     n = len(labels)
     fold_of = np.empty(n, dtype=int)
     scores = {q: np.empty(n) for q in EVAL_POINTS}
-    t_rows, t_y, t_w, t_f, t_p = [], [], [], [], []
+    t_y, t_w, t_f, t_p = [], [], [], []
     rounds, gains = [], []
     splits = StratifiedKFold(FOLDS, shuffle=True, random_state=FOLD_SEED).split(np.zeros(n), labels)
     for f, (train, test) in enumerate(splits):
@@ -210,13 +209,13 @@ def out_of_fold(data: PrefixMatrix, progress: Callable[[str], None] | None = Non
         for q in EVAL_POINTS:
             scores[q][test] = booster.predict(data.X[data.at(test, q)], num_iteration=it)
         rows, y, w = data.training_rows(test)
-        t_rows.append(rows), t_y.append(y), t_w.append(w), t_f.append(np.full(len(rows), f))
+        t_y.append(y), t_w.append(w), t_f.append(np.full(len(rows), f))
         t_p.append(booster.predict(data.X[rows], num_iteration=it))
         if progress:
             progress(f"fold {f + 1}/{FOLDS}: {it} rounds, final ROC-AUC "
                      f"{roc_auc_score(labels[test], scores[1.0][test]):.4f}")
     cat = np.concatenate
-    return OutOfFold(fold_of, scores, cat(t_rows), cat(t_y), cat(t_w), cat(t_f), cat(t_p), rounds,
+    return OutOfFold(fold_of, scores, cat(t_y), cat(t_w), cat(t_f), cat(t_p), rounds,
                      np.mean(gains, axis=0))
 
 

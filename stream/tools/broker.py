@@ -105,10 +105,6 @@ class LocalBroker:
     def pid_file(self) -> Path:
         return self.root / "broker.pid"
 
-    @property
-    def log_file(self) -> Path:
-        return self.root / "logs" / "server.log"
-
     def pid(self) -> int | None:
         try:
             pid = int(self.pid_file.read_text().split()[0])
