@@ -306,8 +306,8 @@ def own_traffic_section(r: Results) -> list[str]:
         "",
         f"`personastream train --events FILE --out DIR` on the JSONL events of {_n(t['visits'])} visits of a "
         f"simulated shop (`tools.shopsim`, `ShopConfig.random({t['shop_seed']})`, {t['days']:g} days), run as its own "
-        "process: wall time from start to exit, CPU time (user + system) and peak RSS from that process's own "
-        "rusage (`os.wait4`), interpreter start-up and imports included.",
+        "process: wall time from start to exit, CPU time (user + system) from that process's own rusage "
+        "(`os.wait4`), peak RSS its `VmHWM` sampled every 20 ms; interpreter start-up and imports included.",
         "",
         _row("events", "visits (trained on, without bots)", "wall s", "CPU s", "CPU µs/event", "peak RSS",
              "trees", "validation ROC-AUC at 50% of each visit"),

@@ -2,9 +2,9 @@
 model and the shipped UCI model are compared on through the broker.
 
 A simulated shop (``tools.shopsim``, :data:`SHOP_SEED`) records about ``events`` events; the training
-command runs on them as a subprocess, measured alone (:func:`run_measured`: its own rusage from
-``os.wait4``, not this process's nor the broker's). Later visits of the same shop are the serving
-workload, the same events for both models.
+command runs on them as a subprocess, measured alone (:func:`run_measured`: CPU from its own rusage,
+``os.wait4``, peak RSS from its ``VmHWM``; not this process's nor the broker's). Later visits of the
+same shop are the serving workload, the same events for both models.
 """
 
 from __future__ import annotations
@@ -44,20 +44,23 @@ class Measured:
     cpu_s: float
     """user + system CPU time of the process (and of any child it waited for)."""
     peak_rss_bytes: int
+    """the process's VmHWM, sampled while it ran (see :func:`run_measured`)."""
 
 
 def run_measured(command: Sequence[str], env: dict[str, str] | None = None, log: Path | None = None,
-                 timeout: float = 7200.0) -> Measured:
-    """Run ``command`` and measure that process alone: wall time, and CPU time and peak RSS from its own
-    rusage (``os.wait4`` on its PID; ``RUSAGE_CHILDREN`` would add every other child this process reaped,
-    the bench's workers and broker included). Killed by PID on timeout or interruption."""
+                 timeout: float = 7200.0, poll_s: float = 0.02) -> Measured:
+    """Run ``command`` and measure that process alone: wall time; CPU time from its own rusage (``os.wait4`` on
+    its PID: ``RUSAGE_CHILDREN`` would add every other child this process reaped, the bench's workers and broker
+    included); peak RSS from its ``VmHWM``, read every ``poll_s`` while it runs. Not ``ru_maxrss``: on Linux a
+    child's keeps the resident size of the parent it was forked from, which in the bench is the larger.
+    Killed by PID on timeout or interruption."""
     out = open(log, "ab") if log is not None else subprocess.DEVNULL
     try:
         started = time.perf_counter()
         process = subprocess.Popen(list(command), env=env, stdout=out, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, start_new_session=True)
         try:
-            status, usage = _wait4(process.pid, started + timeout)
+            status, usage, peak = _wait4(process.pid, started + timeout, poll_s)
         except BaseException:
             process.kill()
             process.wait()
@@ -67,19 +70,33 @@ def run_measured(command: Sequence[str], env: dict[str, str] | None = None, log:
     finally:
         if log is not None:
             out.close()
-    return Measured(process.returncode, round(wall, 2), round(usage.ru_utime + usage.ru_stime, 2),
-                    usage.ru_maxrss * 1024)  # ru_maxrss is in KiB on Linux
+    return Measured(process.returncode, round(wall, 2), round(usage.ru_utime + usage.ru_stime, 2), peak)
 
 
-def _wait4(pid: int, deadline: float) -> tuple[int, resource.struct_rusage]:
+def high_water_rss(pid: int) -> int:
+    """``VmHWM`` of ``pid``: the peak resident set of its program since it was exec'd, in bytes (0 once it has
+    exited)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def _wait4(pid: int, deadline: float, poll_s: float) -> tuple[int, resource.struct_rusage, int]:
+    peak = 0
     while True:
+        peak = max(peak, high_water_rss(pid))
         reaped, status, usage = os.wait4(pid, os.WNOHANG)
         if reaped == pid:
-            return status, usage
+            return status, usage, peak
         if time.perf_counter() > deadline:
             os.kill(pid, signal.SIGKILL)
             raise TimeoutError(f"process {pid} still running at its deadline")
-        time.sleep(0.05)
+        time.sleep(poll_s)
 
 
 def write_shop_events(path: Path, events: int, seed: int = SHOP_SEED, start: datetime = TRAIN_START,

@@ -175,6 +175,12 @@ def test_run_measured_reports_the_rusage_of_that_child_alone():
     assert 0.3 <= small.cpu_s < 5 and small.wall_s >= small.cpu_s * 0.5
 
 
+def test_run_measured_peak_rss_is_not_the_parents():
+    held = b"y" * (400 * MIB)  # a child's ru_maxrss would start from this (Linux keeps it across fork and exec)
+    child = run_measured([sys.executable, "-c", "b = b'x' * (50 * 1024 * 1024); import time; time.sleep(0.2)"])
+    assert len(held) and 50 * MIB <= child.peak_rss_bytes < 150 * MIB
+
+
 def test_run_measured_reports_a_failing_childs_exit_code(tmp_path):
     log = tmp_path / "child.log"
     run = run_measured([sys.executable, "-c", "import sys; print('oops'); sys.exit(3)"], log=log)
