@@ -16,6 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from models.actions import ActionCatalog
+from models.directory import ModelDirectory
 from models.features import SessionState
 from models.intent import IntentModel
 from models.persona import PersonaModel
@@ -28,18 +29,23 @@ BATCH = Settings.model_fields["batch_size"].default
 """Events per batch, as the worker's default ``PERSONASTREAM_BATCH_SIZE``."""
 
 
-def worker_intent() -> IntentModel:
-    """The intent model as the worker loads it (compiled to native code, cached like the worker's)."""
-    return IntentModel.load().compiled(settings().model_cache)
+def worker_intent(models: ModelDirectory | None = None) -> IntentModel:
+    """The intent model as the worker loads it (compiled to native code, cached like the worker's): the
+    shipped one, or that of ``models``."""
+    intent = models.intent if models is not None else IntentModel.load()
+    return intent.compiled(settings().model_cache)
 
 
-def processor(intent: IntentModel, catalog: Sequence[tuple[bytes, bytes]]) -> SessionProcessor:
-    """The worker's processor and settings, with the shipped persona snapshot and the page catalog loaded."""
-    pages = PageTable(prior=intent.page_prior)
+def processor(intent: IntentModel, catalog: Sequence[tuple[bytes, bytes]],
+              models: ModelDirectory | None = None) -> SessionProcessor:
+    """The worker's processor and settings, with the shipped persona snapshot and the page catalog loaded;
+    with ``models``, its persona model and learned page statistics, as a worker serving that directory."""
+    learned = dict(models.pages.pages) if models is not None and models.pages else {}
+    pages = PageTable(prior=intent.page_prior, learned=learned)
     for key, value in catalog:
         pages.apply(key, value)
-    return SessionProcessor.for_worker(settings(), intent, pages, ActionCatalog.load(settings().actions),
-                                       PersonaModel.default())
+    personas = models.personas if models is not None else PersonaModel.default()
+    return SessionProcessor.for_worker(settings(), intent, pages, ActionCatalog.load(settings().actions), personas)
 
 
 def batches(records: Sequence[Outgoing], size: int = BATCH) -> list[list[Record]]:
@@ -81,19 +87,22 @@ class TimedIntent:
         return self._timed("contributions", rows, top)
 
 
-def processor_rate(intent: IntentModel, catalog,
-                   records: Sequence[Outgoing]) -> tuple[dict, TimedIntent, list[SessionState]]:
-    """Events/s of ``SessionProcessor.process`` alone, its timed scoring calls and the final states."""
+def processor_rate(intent: IntentModel, catalog, records: Sequence[Outgoing],
+                   models: ModelDirectory | None = None) -> tuple[dict, TimedIntent, list[SessionState]]:
+    """Events/s of ``SessionProcessor.process`` alone, its timed scoring calls and the final states
+    (``models``: with that directory's persona model and page statistics, see :func:`processor`)."""
     timed = TimedIntent(intent)
     work = batches(records)
-    proc = processor(timed, catalog)
+    proc = processor(timed, catalog, models)
     started = time.perf_counter()
     states = run_batches(proc, work)
     seconds = time.perf_counter() - started
     return ({"events": len(records), "batch": BATCH, "seconds": round(seconds, 2),
              "events_per_s": round(len(records) / seconds, 1),
              "scored_rows_per_event": round(timed.rows["score"] / len(records), 3),
-             "explained_rows_per_event": round(timed.rows["contributions"] / len(records), 3)},
+             "explained_rows_per_event": round(timed.rows["contributions"] / len(records), 3),
+             "scores_us_per_event": round(timed.seconds["score"] / len(records) * 1e6, 2),
+             "contributions_us_per_event": round(timed.seconds["contributions"] / len(records) * 1e6, 2)},
             timed, [SessionState.from_bytes(blob) for blob in states.values()])
 
 
@@ -211,12 +220,13 @@ def rocksdb_store(templates: Sequence[SessionState], n: int, directory: Path) ->
             "rss_bytes_per_session": round(rss / n, 1)}
 
 
-def profile(intent: IntentModel, catalog, records: Sequence[Outgoing], top: int = 15) -> dict:
+def profile(intent: IntentModel, catalog, records: Sequence[Outgoing], top: int = 15,
+            models: ModelDirectory | None = None) -> dict:
     """pyinstrument over ``SessionProcessor.process`` on worker-sized batches: top frames by self time."""
     from pyinstrument import Profiler
 
     work = batches(records)
-    proc = processor(intent, catalog)
+    proc = processor(intent, catalog, models)
     profiler = Profiler(interval=0.0005)
     profiler.start()
     run_batches(proc, work)

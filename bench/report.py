@@ -280,12 +280,92 @@ def render(r: Results, json_file: Path) -> str:
                f"{a['events_per_s'] / r['worker_ablations'][0]['events_per_s']:.2f}×",
                f"{_n(a['sessions_complete'])}/{_n(a['sessions'])}") for a in r["worker_ablations"]],
         "",
+        *own_traffic_section(r),
         "## Interpretation",
         "",
         *interpretation(r),
         "",
     ]
     return "\n".join(lines)
+
+
+MIB = 1024 * 1024
+MODEL_DROP = 0.15
+"""The issue's bound: a site model more than this much slower than the UCI model comes with a profile."""
+
+
+def own_traffic_section(r: Results) -> list[str]:
+    """Training on a site's own events, and its model beside the UCI model through the broker, if measured."""
+    if "own_traffic" not in r:
+        return []
+    o = r["own_traffic"]
+    t, serving = o["training"], o["serving"]
+    uci, site = o["models"]
+    lines = [
+        "## Own-traffic models (training on a site's events, then serving beside the UCI model)",
+        "",
+        f"`personastream train --events FILE --out DIR` on the JSONL events of {_n(t['visits'])} visits of a "
+        f"simulated shop (`tools.shopsim`, `ShopConfig.random({t['shop_seed']})`, {t['days']:g} days), run as its own "
+        "process: wall time from start to exit, CPU time (user + system) from that process's own rusage "
+        "(`os.wait4`), peak RSS its `VmHWM` sampled every 20 ms; interpreter start-up and imports included.",
+        "",
+        _row("events", "visits (trained on, without bots)", "wall s", "CPU s", "CPU µs/event", "peak RSS",
+             "trees", "validation ROC-AUC at 50% of each visit"),
+        _row("---:", "---:", "---:", "---:", "---:", "---:", "---:", "---:"),
+        _row(_n(t["events"]), f"{_n(t['visits'])} ({_n(t['training_visits'])}, {_n(t['buying_visits'])} buying)",
+             t["wall_s"], t["cpu_s"], _n(t["cpu_s"] / t["events"] * 1e6, 1), f"{t['peak_rss_bytes'] / MIB:,.0f} MiB",
+             t["trees"], f"{t['validation_roc_auc_at_50pct']:.4f} ({_n(t['validation_visits'])} latest visits)"),
+        "",
+        f"Serving: the first {_n(serving['events'])} events of later visits of the same shop "
+        f"({_n(serving['sessions'])} visits from the day after the training period, their simulated event "
+        f"times), pre-loaded once on {serving['partitions']} partitions; the shipped UCI model directory and the "
+        "one trained above each score them in a fresh worker, two rounds (the second in reverse order); events/s "
+        "and the worker's CPU per event (every thread) are the means of the rounds. *Processor alone*: the same "
+        f"session processing with each model, no Kafka, on the first {_n(uci['offline']['events'])} of these "
+        "events; *scoring* is the intent scores and TreeSHAP explanations it timed.",
+        "",
+        _row("model", "events/s", "rounds", "vs UCI", "worker CPU µs/event", "rounds", "visits complete (worst)",
+             "processor alone ev/s", "scoring µs/event (scores + explanations)"),
+        _row("---", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---:"),
+        *[_row(m["variant"], _n(m["events_per_s"]), " / ".join(_n(x) for x in m["rounds_events_per_s"]),
+               f"{m['events_per_s'] / uci['events_per_s']:.2f}×", m["workers_cpu_us_per_event"],
+               " / ".join(str(x) for x in m["rounds_workers_cpu_us_per_event"]),
+               f"{_n(m['sessions_complete'])}/{_n(m['sessions'])}", _n(m["offline"]["events_per_s"]),
+               f"{m['offline']['scores_us_per_event']} + {m['offline']['contributions_us_per_event']}")
+          for m in o["models"]],
+        "",
+        *_own_traffic_reading(o),
+        "",
+    ]
+    for p in o.get("profiles", []):
+        lines += [f"Processor profile with the {p['variant']}: {_n(p['events'])} events, {p['seconds']} s; top "
+                  "frames by self time:", "",
+                  _row("frame", "self s", "share"), _row("---", "---:", "---:"),
+                  *[_row(f"`{f['frame']}`", f["seconds"], f"{f['share']:.1%}") for f in p["top_self"]], ""]
+    return lines
+
+
+def _own_traffic_reading(o: Results) -> list[str]:
+    uci, site = o["models"]
+    ratio, offline_ratio = o["site_vs_uci_events_per_s"], o["site_vs_uci_offline_events_per_s"]
+    overlap = (min(site["rounds_events_per_s"]) <= max(uci["rounds_events_per_s"])
+               and min(uci["rounds_events_per_s"]) <= max(site["rounds_events_per_s"]))
+    cpu = o.get("site_vs_uci_cpu_per_event")
+    text = (f"Through the broker the site model ran at {ratio:.2f}× the UCI model's events/s"
+            + (f", with {cpu:.2f}× its worker CPU per event" if cpu is not None else "")
+            + ("; the two models' rounds overlap, so the difference is within this run's noise" if overlap else "")
+            + f". The processor alone ran at {offline_ratio:.2f}× with the site model; its scoring cost "
+            f"{site['offline']['scores_us_per_event'] + site['offline']['contributions_us_per_event']:.2f} µs per "
+            f"event against {uci['offline']['scores_us_per_event'] + uci['offline']['contributions_us_per_event']:.2f}"
+            " µs with the UCI model.")
+    slower = [where for where, x in (("through the broker", ratio), ("in the processor alone", offline_ratio))
+              if x < 1 - MODEL_DROP]
+    if slower:
+        text += (f" The site model is more than {MODEL_DROP:.0%} slower {' and '.join(slower)}: the processor's "
+                 "profile with each model is below.")
+    else:
+        text += f" Neither measure shows the site model more than {MODEL_DROP:.0%} slower than the UCI model."
+    return [text]
 
 
 def _gc_reading(r: Results) -> list[str]:

@@ -119,6 +119,8 @@ class Rig:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PERSONASTREAM_")}
         env.update({f"PERSONASTREAM_{name.upper()}": str(getattr(conf, name)) for name in ENV_FIELDS})
         env["PERSONASTREAM_HOME"] = str(conf.home / f"w{index}")
+        if "models" in conf.model_fields_set:  # set for this run only: other commits' CLIs keep their own default
+            env["PERSONASTREAM_MODELS"] = str(conf.models)
         conf.home.mkdir(parents=True, exist_ok=True)
         self.web_ports[index] = port = free_port()
         with open(self.log(index), "ab") as log:

@@ -18,8 +18,9 @@ from typing import Callable, Sequence, TypeVar
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from bench import floors, kafka, offline, report, spy, workload
+from bench import floors, kafka, offline, report, site_models, spy, workload
 from bench.rig import Rig, local_rig, sigterm_as_interrupt
+from models.directory import SHIPPED, ModelDirectory
 from stream import gc_pauses
 from stream.config import settings
 
@@ -43,11 +44,13 @@ class Options:
     offline_events: int = 96_000
     partitions: int = 4
     ablation_events: int = 200_000
+    own_events: int = 400_000
+    """events of the simulated shop's later visits that the site and the UCI model are compared on"""
     keep: bool = False
 
 
 QUICK = {"events": 100_000, "latency_s": 8.0, "memory_sessions": 100_000, "offline_events": 32_000,
-         "ablation_events": 50_000}
+         "ablation_events": 50_000, "own_events": 100_000}
 WORKER_ABLATIONS = (("as shipped", {}), ("batches of 2,000 (the default before)", {"batch_size": 2000}),
                     ("no TreeSHAP explanations (`TOP_FEATURES=0`)", {"top_features": 0}),
                     ("CPython's default garbage collection (`GC_TUNING=false`)", {"gc_tuning": False}))
@@ -113,8 +116,17 @@ def _phases(opts: Options, home: Path, progress: Progress) -> report.Results:
     step()
     del timed, states
 
+    step = phase(f"own-traffic model: simulating ~{opts.events:,} events of a shop, personastream train", 1)
+    own = site_models.training_cost(home / "own-traffic", opts.events)
+    step()
+    serving = site_models.serving_events(opts.own_events, train_events=own["events"])
+    variants = [("UCI model (shipped, `uci-v1`)", SHIPPED), (f"site model (`{own['feature_set']}`)",
+                                                              Path(own["models"]))]
+    offline_rates = _offline_models(variants, serving[:opts.offline_events], phase)
     with local_rig(home) as rig:
         r.update(_through_kafka(opts, rig, work, expected, phase))
+        through = _own_models(opts, rig, variants, serving, phase)
+    r["own_traffic"] = _own_traffic(own, serving, variants, offline_rates, through, opts, phase)
     return r
 
 
@@ -219,3 +231,77 @@ def _worker_ablations(opts: Options, rig: Rig, work: workload.Workload, phase) -
              "rounds_events_per_s": [r["events_per_s"] for r in runs],
              "sessions_complete": min(r["sessions_complete"] for r in runs)}
             for (variant, _), runs in zip(WORKER_ABLATIONS, _alternating(WORKER_ABLATIONS, measure))]
+
+
+def _offline_models(variants: Sequence[tuple[str, Path]], records, phase) -> list[dict]:
+    """The processor alone (no Kafka) with each model directory on the same events, in two alternating
+    rounds after one unmeasured pass; its rate is the mean of the rounds."""
+    step = phase("offline: the processor with each model", 2 * len(variants) + 1)
+    loaded = [ModelDirectory.load(path) for _, path in variants]
+    intents = [offline.worker_intent(models) for models in loaded]
+    offline.processor_rate(intents[0], [], records, loaded[0])
+    step()
+
+    def measure(run: int, i: int) -> dict:
+        rate, _, _ = offline.processor_rate(intents[i], [], records, loaded[i])
+        step()
+        return rate
+
+    runs = _alternating(range(len(variants)), measure)
+    return [{**rounds[-1], "rounds_events_per_s": [x["events_per_s"] for x in rounds],
+             "events_per_s": _mean(rounds, "events_per_s"),
+             "scores_us_per_event": round(sum(x["scores_us_per_event"] for x in rounds) / len(rounds), 2),
+             "contributions_us_per_event": round(sum(x["contributions_us_per_event"] for x in rounds) / len(rounds),
+                                                 2)}
+            for rounds in runs]
+
+
+def _own_models(opts: Options, rig: Rig, variants: Sequence[tuple[str, Path]], records, phase) -> list[dict]:
+    """One fresh worker per model directory over the same pre-loaded simulated-shop events, in two alternating
+    rounds; each model's rate and CPU per event are the means of its rounds."""
+    expected = site_models.expected(records)
+    topic = "own.events"
+
+    def measure(run: int, variant: tuple[str, Path]) -> dict:
+        name, path = variant
+        conf = rig.settings(f"own{run}", topic, opts.partitions)
+        if path != SHIPPED:
+            conf = conf.model_copy(update={"models": path})
+        if run == 0:
+            rig.topics(conf)
+            kafka.preload(rig.bootstrap, topic, records, lambda n=1: None)
+        return kafka.throughput(rig, conf, [], expected, 1, phase(f"own-traffic events: {name}", len(records)))
+
+    return [{"variant": name, "models": str(path), **runs[-1], "events_per_s": _mean(runs, "events_per_s"),
+             "rounds_events_per_s": [x["events_per_s"] for x in runs],
+             "workers_cpu_us_per_event": _mean(runs, "workers_cpu_us_per_event"),
+             "rounds_workers_cpu_us_per_event": [x["workers_cpu_us_per_event"] for x in runs],
+             "sessions_complete": min(x["sessions_complete"] for x in runs)}
+            for (name, path), runs in zip(variants, _alternating(variants, measure))]
+
+
+def _own_traffic(training: dict, serving, variants, offline_rates: list[dict], through: list[dict], opts: Options,
+                 phase) -> dict:
+    """The section's results; with a site model more than :data:`bench.report.MODEL_DROP` slower than the UCI model
+    through the broker (or in the processor alone), each model's processor profile beside it."""
+    uci, site = through
+    ratio = round(site["events_per_s"] / uci["events_per_s"], 3)
+    offline_ratio = round(offline_rates[1]["events_per_s"] / offline_rates[0]["events_per_s"], 3)
+    result = {"training": training,
+              "serving": {"events": len(serving), "sessions": len(site_models.expected(serving)),
+                          "shop_seed": site_models.SHOP_SEED, "visits_seed": site_models.SERVE_SEED,
+                          "partitions": opts.partitions},
+              "models": [{**broker, "offline": rate} for broker, rate in zip(through, offline_rates)],
+              "site_vs_uci_events_per_s": ratio, "site_vs_uci_offline_events_per_s": offline_ratio,
+              "site_vs_uci_cpu_per_event": round(site["workers_cpu_us_per_event"] / uci["workers_cpu_us_per_event"], 3)
+              if uci.get("workers_cpu_us_per_event") and site.get("workers_cpu_us_per_event") else None}
+    if ratio < 1 - report.MODEL_DROP or offline_ratio < 1 - report.MODEL_DROP:
+        step = phase("profiling the processor with each model", len(variants))
+        records = serving[:opts.offline_events // 2]
+        result["profiles"] = []
+        for name, path in variants:
+            models = ModelDirectory.load(path)
+            found = offline.profile(offline.worker_intent(models), [], records, top=8, models=models)
+            result["profiles"].append({"variant": name, **{k: v for k, v in found.items() if k != "tree"}})
+            step()
+    return result

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import random
+import sys
 from collections import Counter
 
 import pytest
 
+from bench import report
+from bench.site_models import run_measured, serving_events, split_visits
 from bench.stats import LatencyMatcher, completion, percentile
 from bench.workload import merge, synthetic_events
 from schemas.events import parse_event
@@ -155,3 +158,86 @@ def test_floor_rate_reads_the_workers_event_counter_from_its_metrics():
         server.server_close()
         thread.join(5)
     assert events_counted(server.server_address[1]) == 0  # nobody answers: not started yet
+
+
+MIB = 1024 * 1024
+
+
+def test_run_measured_reports_the_rusage_of_that_child_alone():
+    allocate = ("import time; b = b'x' * ({} * 1024 * 1024); t = time.process_time()\n"
+                "while time.process_time() - t < {}: pass")
+    big = run_measured([sys.executable, "-c", allocate.format(300, 0.0)])
+    small = run_measured([sys.executable, "-c", allocate.format(120, 0.3)])
+    assert big.returncode == 0 and small.returncode == 0
+    assert 300 * MIB <= big.peak_rss_bytes < 380 * MIB
+    # the earlier, bigger child is not counted (getrusage(RUSAGE_CHILDREN) would report its peak)
+    assert 120 * MIB <= small.peak_rss_bytes < 200 * MIB
+    assert 0.3 <= small.cpu_s < 5 and small.wall_s >= small.cpu_s * 0.5
+
+
+def test_run_measured_peak_rss_is_not_the_parents():
+    held = b"y" * (400 * MIB)  # a child's ru_maxrss would start from this (Linux keeps it across fork and exec)
+    child = run_measured([sys.executable, "-c", "b = b'x' * (50 * 1024 * 1024); import time; time.sleep(0.2)"])
+    assert len(held) and 50 * MIB <= child.peak_rss_bytes < 150 * MIB
+
+
+def test_run_measured_reports_a_failing_childs_exit_code(tmp_path):
+    log = tmp_path / "child.log"
+    run = run_measured([sys.executable, "-c", "import sys; print('oops'); sys.exit(3)"], log=log)
+    assert run.returncode == 3 and "oops" in log.read_text()
+
+
+def test_split_visits_counts_sessions_with_a_pause_of_the_gap():
+    records = [Outgoing(b"a", b"", 0.0), Outgoing(b"b", b"", 10.0), Outgoing(b"a", b"", 1799.0),
+               Outgoing(b"b", b"", 1810.0), Outgoing(b"a", b"", 3000.0)]
+    assert split_visits(records, 1800.0) == 1
+    assert split_visits(records, 1000.0) == 2
+
+
+def test_serving_events_are_valid_keyed_unsplit_visits_in_time_order():
+    records = serving_events(3000, train_events=30_000)
+    assert len(records) == 3000 and split_visits(records, 1800.0) == 0
+    assert [r.ts for r in records] == sorted(r.ts for r in records)
+    for record in records[:500]:
+        assert parse_event(record.value).session_id.encode() == record.key
+
+
+def _own_traffic(site_rate: float, site_offline: float) -> dict:
+    def model(variant, rate, rounds, cpu, offline_rate, scores, contributions):
+        return {"variant": variant, "events_per_s": rate, "rounds_events_per_s": rounds,
+                "workers_cpu_us_per_event": cpu, "rounds_workers_cpu_us_per_event": [cpu, cpu],
+                "sessions": 900, "sessions_complete": 900,
+                "offline": {"events": 32_000, "events_per_s": offline_rate, "scores_us_per_event": scores,
+                            "contributions_us_per_event": contributions}}
+
+    uci = model("UCI model", 20_000.0, [19_000.0, 21_000.0], 60.0, 25_000.0, 0.1, 2.0)
+    site = model("site model", site_rate, [site_rate - 100, site_rate + 100], 70.0, site_offline, 0.3, 5.0)
+    return {"training": {"events": 100_500, "visits": 4_900, "shop_seed": 101, "days": 28.0, "wall_s": 80.5,
+                         "cpu_s": 40.2, "peak_rss_bytes": 540 * MIB, "trees": 176, "training_visits": 4_700,
+                         "buying_visits": 120, "validation_visits": 950, "validation_roc_auc_at_50pct": 0.9583},
+            "serving": {"events": 100_000, "sessions": 4_800, "partitions": 4},
+            "models": [uci, site], "site_vs_uci_events_per_s": round(site_rate / 20_000, 3),
+            "site_vs_uci_offline_events_per_s": round(site_offline / 25_000, 3), "site_vs_uci_cpu_per_event": 1.167}
+
+
+def test_own_traffic_section_renders_training_and_both_models_side_by_side():
+    text = "\n".join(report.own_traffic_section({"own_traffic": _own_traffic(19_000.0, 24_000.0)}))
+    assert "## Own-traffic models" in text and "ShopConfig.random(101)" in text
+    assert "| 100,500 | 4,900 (4,700, 120 buying) | 80.5 | 40.2 | 400.0 | 540 MiB | 176 | 0.9583 (950 latest" in text
+    assert "| UCI model | 20,000 | 19,000 / 21,000 | 1.00× | 60.0 |" in text
+    assert "| site model | 19,000 | 18,900 / 19,100 | 0.95× | 70.0 |" in text
+    assert "0.95× the UCI model's events/s, with 1.17× its worker CPU per event" in text
+    assert "5.30 µs per event against 2.10 µs" in text
+    assert "Neither measure shows the site model more than 15% slower" in text and "profile with" not in text
+    assert report.own_traffic_section({}) == []
+
+
+def test_own_traffic_section_shows_the_profiles_of_a_site_model_more_than_15_percent_slower():
+    own = _own_traffic(19_000.0, 20_000.0)  # 0.80x in the processor alone
+    own["profiles"] = [{"variant": v, "events": 16_000, "seconds": 0.9,
+                        "top_self": [{"frame": "score (models/intent.py:10)", "seconds": 0.2, "share": 0.22}]}
+                       for v in ("UCI model", "site model")]
+    text = "\n".join(report.own_traffic_section({"own_traffic": own}))
+    assert "more than 15% slower in the processor alone: the processor's profile with each model" in text
+    assert "through the broker" not in text.split("more than 15% slower")[1].split(":")[0]
+    assert text.count("| `score (models/intent.py:10)` | 0.2 | 22.0% |") == 2
