@@ -4,8 +4,8 @@ Pure package (no Kafka). The stream computes :func:`persona_features` from a vis
 :class:`~models.features.SessionState` and its intent score, asks a :class:`PersonaModel` for an
 :class:`Assignment`, and teaches the model with finished sessions.
 
-- :mod:`~models.persona.features`: the bounded persona features (:data:`FEATURES`, :data:`BOUNDS`)
-- :mod:`~models.persona.naming`: the rule that names centroids (:data:`ARCHETYPES`, :func:`rule_names`)
+- :mod:`~models.persona.features`: the bounded persona features (:data:`FEATURES`, :data:`BOUNDS`, :data:`WEIGHTS`)
+- :mod:`~models.persona.naming`: names for centroids (:data:`ARCHETYPES`, :data:`REQUIRES`, :func:`rule_names`)
 - :mod:`~models.persona.moments`: scaler moments and their exact combination
 - :mod:`~models.persona.model`: the estimator, :class:`PersonaModel`, and its snapshots
 - :mod:`~models.persona.merge`: folding several workers' learning into one shared model
@@ -16,9 +16,9 @@ shared model, which every worker loads (see :mod:`stream.persona_sync`). ``versi
 everything that decides an assignment.
 """
 
-from models.persona.features import BOUNDS, FEATURES, persona_features
+from models.persona.features import BOUNDS, FEATURES, WEIGHTS, persona_features
 from models.persona.model import ARTIFACT, Assignment, PersonaModel
-from models.persona.naming import ARCHETYPES, HIGH_INTENT, UNASSIGNED, rule_names
+from models.persona.naming import ARCHETYPES, HIGH_INTENT, REQUIRES, UNASSIGNED, rule_names
 
-__all__ = ["ARCHETYPES", "ARTIFACT", "BOUNDS", "FEATURES", "HIGH_INTENT", "UNASSIGNED", "Assignment",
-           "PersonaModel", "persona_features", "rule_names"]
+__all__ = ["ARCHETYPES", "ARTIFACT", "BOUNDS", "FEATURES", "HIGH_INTENT", "REQUIRES", "UNASSIGNED", "WEIGHTS",
+           "Assignment", "PersonaModel", "persona_features", "rule_names"]

@@ -14,12 +14,17 @@ import numpy as np
 
 from models.features import SessionState
 
-FEATURES = ("pages", "dwell", "product_share", "admin_share", "info_share", "bounce", "exit", "value", "intent")
-"""Persona features, in this order everywhere (centroid vectors, snapshots, tables)."""
+FEATURES = ("pages", "dwell", "product_share", "admin_share", "info_share", "bounce", "exit", "value", "intent",
+            "cart_adds", "cart_churn", "search", "scroll", "mobile")
+"""Persona features, in this order everywhere (centroid vectors, snapshots, tables). The last five read
+events a UCI session does not have (cart, search, scroll, device): they are 0 for every UCI session."""
 
 MAX_PAGES = 1000.0
 MAX_DWELL_PER_PAGE_S = 3600.0
 MAX_PAGE_VALUE = 1000.0
+MAX_CART_ADDS = 100.0
+DEVICE = {"mobile": 1.0, "tablet": 0.5}
+"""``mobile`` feature by device class; any other class (desktop, other, unknown) is 0."""
 
 BOUNDS: dict[str, tuple[float, float]] = {
     "pages": (0.0, math.log1p(MAX_PAGES)),
@@ -31,13 +36,26 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "exit": (0.0, 1.0),
     "value": (0.0, math.log1p(MAX_PAGE_VALUE)),
     "intent": (0.0, 1.0),
+    "cart_adds": (0.0, math.log1p(MAX_CART_ADDS)),
+    "cart_churn": (0.0, 1.0),
+    "search": (0.0, 1.0),
+    "scroll": (0.0, 1.0),
+    "mobile": (0.0, 1.0),
 }
 """Valid range of each persona feature; models clip raw inputs to it (:func:`bounded`)."""
+
+WEIGHTS: dict[str, float] = {"mobile": 0.5}
+"""Weight of a standardized feature in the clustering distance (1 if not listed). The device is one
+0/1 feature; standardized at full weight it would put phones and desktops about 2σ apart and split
+every behaviour into two device halves; at half weight it separates clusters only where behaviour
+differs too."""
 
 LOWER = np.array([BOUNDS[f][0] for f in FEATURES])
 """Lower bounds as a vector in :data:`FEATURES` order."""
 UPPER = np.array([BOUNDS[f][1] for f in FEATURES])
 """Upper bounds as a vector in :data:`FEATURES` order."""
+WEIGHT = np.array([WEIGHTS.get(f, 1.0) for f in FEATURES])
+""":data:`WEIGHTS` as a vector in :data:`FEATURES` order."""
 _BOUNDS = [BOUNDS[f] for f in FEATURES]
 
 
@@ -64,6 +82,11 @@ def persona_features(state: SessionState, intent: float) -> dict[str, float]:
     - ``bounce`` / ``exit``: mean bounce and exit rate of the pages viewed (0 with no page view)
     - ``value``: log1p(mean page value), i.e. UCI ``PageValues``, capped at :data:`MAX_PAGE_VALUE`
     - ``intent``: the intent score, clipped to [0, 1] (0 if missing/NaN)
+    - ``cart_adds``: log1p(add-to-cart events), capped at :data:`MAX_CART_ADDS`
+    - ``cart_churn``: remove-from-cart events per add (a removal with no add in the visit counts 1)
+    - ``search``: searches per page view (0 with no page view)
+    - ``scroll``: mean deepest scroll on product detail pages, 0 to 1 (0 with none)
+    - ``mobile``: 1 on a phone, 0.5 on a tablet, else 0 (:data:`DEVICE`)
     """
     admin_views = max(finite(state.admin_views), 0.0)
     info_views = max(finite(state.info_views), 0.0)
@@ -74,6 +97,8 @@ def persona_features(state: SessionState, intent: float) -> dict[str, float]:
     seconds = (max(finite(state.admin_seconds), 0.0) + max(finite(state.info_seconds), 0.0)
                + max(finite(state.product_seconds), 0.0))
     per_view = 1.0 / viewed if viewed >= 1.0 else 0.0
+    adds = max(finite(state.cart_adds), 0.0)
+    details = max(finite(state.detail_views), 0.0)
     x = (
         math.log1p(n),
         math.log1p(min(seconds / max(n, 1.0), MAX_DWELL_PER_PAGE_S)),
@@ -84,6 +109,11 @@ def persona_features(state: SessionState, intent: float) -> dict[str, float]:
         finite(state.exit_rate_sum) * per_view,
         math.log1p(min(max(finite(state.page_value_sum) * per_view, 0.0), MAX_PAGE_VALUE)),
         finite(intent),
+        math.log1p(min(adds, MAX_CART_ADDS)),
+        max(finite(state.cart_removes), 0.0) / max(adds, 1.0),
+        finite(state.searches) * per_view,
+        finite(state.product_scroll_sum) / (100.0 * details) if details >= 1.0 else 0.0,
+        DEVICE.get(state.device_class, 0.0),
     )
     return {f: clip(v, lo, hi) for f, v, (lo, hi) in zip(FEATURES, x, _BOUNDS)}
 

@@ -2,10 +2,12 @@
 
 A :class:`river.preprocessing.StandardScaler` feeds a :class:`river.cluster.KMeans`. Standardized
 values are clipped to ``±clip`` σ before learning, so one extreme or malformed session cannot drag
-a centroid. The KMeans step for a cluster is ``max(1/(n_c+1), min_rate)`` (sequential/MacQueen
-k-means with a floor that keeps it adapting to drift), applied through River's ``halflife``
-parameter. A cold model buffers ``warmup`` sessions, seeds its centers with k-means++ on them and
-names them once by :func:`~models.persona.naming.rule_names`; names then follow clusters by index.
+a centroid, and multiplied by their :data:`~models.persona.features.WEIGHTS` (River's centers hold
+these weighted values; :meth:`PersonaModel.centers` gives them in σ). The KMeans step for a cluster
+is ``max(1/(n_c+1), min_rate)`` (sequential/MacQueen k-means with a floor that keeps it adapting to
+drift), applied through River's ``halflife`` parameter. A cold model buffers ``warmup`` sessions,
+seeds its centers with k-means++ on them and names them once by
+:func:`~models.persona.naming.rule_names`; names then follow clusters by index.
 :meth:`PersonaModel.default` starts from the shipped UCI-trained snapshot instead.
 """
 
@@ -22,7 +24,7 @@ import orjson
 from river import cluster, preprocessing
 
 from models.persona import merge
-from models.persona.features import FEATURES, LOWER, UPPER, bounded, clip
+from models.persona.features import FEATURES, LOWER, UPPER, WEIGHT, WEIGHTS, bounded, clip
 from models.persona.moments import mean_std, moments_of, scaler_from
 from models.persona.naming import UNASSIGNED, rule_names
 
@@ -116,15 +118,15 @@ class PersonaModel:
             if len(self._buffer) >= max(self.warmup, self.n_personas):
                 self._initialize()
             return
-        z = {f: clip(v, -self.clip, self.clip) for f, v in self.scaler.transform_one(raw).items()}
+        z = {f: clip(v, -self.clip, self.clip) * WEIGHTS.get(f, 1.0) for f, v in self.scaler.transform_one(raw).items()}
         c = self._nearest(z)
         self.kmeans.halflife = max(1.0 / (self.counts[c] + 1), self.min_rate)
         self.counts[self.kmeans.learn_predict_one(z)] += 1  # River moves the nearest center: c
 
     def _initialize(self) -> None:
-        """Seed centers by k-means++ (+ a few Lloyd steps) on the warm-up buffer, then name them."""
+        """Seed centers by k-means++ (+ a few Lloyd steps) on the warm-up buffer (weighted), then name them."""
         Z = np.array([[clip(z.get(f, 0.0), -self.clip, self.clip) for f in FEATURES]
-                      for z in map(self.scaler.transform_one, self._buffer)])
+                      for z in map(self.scaler.transform_one, self._buffer)]) * WEIGHT
         rng = np.random.default_rng(self.seed)
         centers = [Z[rng.integers(len(Z))]]
         for _ in range(1, self.n_personas):
@@ -134,13 +136,13 @@ class PersonaModel:
         for _ in range(10):
             label = np.argmin(((Z[:, None, :] - C[None]) ** 2).sum(2), axis=1)
             C = np.array([Z[label == i].mean(0) if (label == i).any() else C[i] for i in range(len(C))])
-        self.set_centers(C)
+        self.set_centers(C / WEIGHT)
         self.counts = [int((label == i).sum()) for i in range(len(C))]
-        self.names = rule_names(C)
+        self.names = rule_names(self.centers())
         self._buffer = []
 
     def _nearest(self, z: Mapping[str, float]) -> int:
-        """Index of the centroid nearest to standardized ``z`` (missing features count as 0)."""
+        """Index of the centroid nearest to standardized, weighted ``z`` (missing features count as 0)."""
         best, d1 = -1, math.inf
         for i in range(self.n_personas):
             center = self.kmeans.centers[i]
@@ -152,14 +154,18 @@ class PersonaModel:
     # -- centroids --
 
     def centers(self) -> np.ndarray:
-        """Current centroids in standardized space, rows in cluster order, columns in :data:`FEATURES` order."""
+        """Current centroids in standardized space (σ), rows in cluster order, columns in :data:`FEATURES` order."""
+        return self._weighted_centers() / WEIGHT
+
+    def _weighted_centers(self) -> np.ndarray:
         return np.array([[self.kmeans.centers[i][f] for f in FEATURES] for i in range(self.n_personas)])
 
     def set_centers(self, C: np.ndarray) -> None:
-        """Replace the centroids by the rows of ``C`` (standardized, :data:`FEATURES` order)."""
+        """Replace the centroids by the rows of ``C`` (standardized, σ, :data:`FEATURES` order)."""
+        W = C * WEIGHT
         for i in range(self.n_personas):
             self.kmeans.centers[i].clear()
-            self.kmeans.centers[i].update({f: float(C[i, j]) for j, f in enumerate(FEATURES)})
+            self.kmeans.centers[i].update({f: float(W[i, j]) for j, f in enumerate(FEATURES)})
 
     def raw_centers(self) -> np.ndarray:
         """Current centroids in raw feature units (as :func:`persona_features` gives them)."""
@@ -173,7 +179,7 @@ class PersonaModel:
         return self.predict_many([x])[0]
 
     def predict_many(self, xs: Sequence[Mapping[str, float]]) -> list[Assignment]:
-        """Nearest persona of each session's standardized, clipped features; confidence 1 - d₁/d₂."""
+        """Nearest persona of each session's standardized, clipped, weighted features; confidence 1 - d₁/d₂."""
         if not self.ready:
             return [Assignment(-1, UNASSIGNED, 0.0, self.version)] * len(xs)
         raw = np.array([[x.get(f, math.nan) for f in FEATURES] for x in xs], dtype=float)
@@ -183,8 +189,8 @@ class PersonaModel:
         mean = np.array([self.scaler.means.get(f, 0.0) for f in FEATURES])
         std = np.sqrt(np.array([self.scaler.vars.get(f, 0.0) for f in FEATURES]))
         z = np.where(known & (std > 0), (raw - mean) / np.where(std > 0, std, 1.0), 0.0)
-        z = np.clip(z, -self.clip, self.clip)
-        d = np.sqrt(((z[:, None, :] - self.centers()[None]) ** 2).sum(2))
+        z = np.clip(z, -self.clip, self.clip) * WEIGHT
+        d = np.sqrt(((z[:, None, :] - self._weighted_centers()[None]) ** 2).sum(2))
         best = np.argmin(d, axis=1)
         rows = np.arange(len(xs))
         d1 = d[rows, best]

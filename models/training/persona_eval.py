@@ -2,6 +2,9 @@
 
 ``python -m models.training.persona_eval [--data CSV] [--out docs/img] [--artifact] [--markdown FILE]``
 
+``python -m models.training.persona_eval --events FILE --models DIR`` instead describes the personas of a
+model directory (``personastream train --events FILE --out DIR``) on the recorded visits it was trained on.
+
 Sessions are replayed through the stream's feature code (:mod:`models.training.uci`); their final states give
 :func:`models.persona.persona_features`. The intent input is an out-of-fold LightGBM score (5 folds,
 same features as the intent model), so no session is scored by a model that saw its label; the
@@ -259,6 +262,11 @@ def profile_table(X: list[dict[str, float]], y: np.ndarray, names: list[str]) ->
         "exit": F["exit"],
         "page value": np.expm1(F["value"]),
         "intent": F["intent"],
+        "cart adds": np.expm1(F["cart_adds"]),
+        "churn": F["cart_churn"],
+        "search/page": F["search"],
+        "scroll %": 100 * F["scroll"],
+        "mobile": F["mobile"],
     })
     readable["persona"] = names
     readable["converted"] = y
@@ -272,11 +280,13 @@ def profile_table(X: list[dict[str, float]], y: np.ndarray, names: list[str]) ->
 
 
 def table_markdown(table: pd.DataFrame) -> str:
-    cols = ["sessions", "share %", "conversion %", "lift", "pages", "sec/page", "product %", "admin %",
-            "info %", "bounce", "exit", "page value", "intent"]
+    """The table as markdown; feature columns that are 0 for every persona (UCI has no cart, search,
+    scroll or device events) are left out."""
     fmt = {"sessions": "{:.0f}", "share %": "{:.1f}", "conversion %": "{:.1f}", "lift": "{:.2f}×",
            "pages": "{:.1f}", "sec/page": "{:.0f}", "product %": "{:.0f}", "admin %": "{:.0f}",
-           "info %": "{:.0f}", "bounce": "{:.3f}", "exit": "{:.3f}", "page value": "{:.1f}", "intent": "{:.2f}"}
+           "info %": "{:.0f}", "bounce": "{:.3f}", "exit": "{:.3f}", "page value": "{:.1f}", "intent": "{:.2f}",
+           "cart adds": "{:.2f}", "churn": "{:.2f}", "search/page": "{:.2f}", "scroll %": "{:.0f}", "mobile": "{:.2f}"}
+    cols = [c for c in fmt if c in ("sessions", "share %", "conversion %", "lift") or table[c].abs().sum() > 0]
     lines = ["| persona | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for name, r in table.iterrows():
         lines.append(f"| {name} | " + " | ".join(fmt[c].format(r[c]) for c in cols) + " |")
@@ -369,6 +379,23 @@ def merge_check(X: list[dict[str, float]], base: PersonaModel, workers: int = 2)
             "merged_version": merged.version, "names_kept": merged.names == base.names}
 
 
+def site_data(events: str, models: Path) -> tuple[list[dict[str, float]], np.ndarray, PersonaModel]:
+    """Persona features and labels (bought) of recorded visits, as :func:`models.training.site.fit_personas`
+    sees them: final states of the learnable human visits, read through the model directory's page
+    statistics and scored by its intent model; and the directory's persona model."""
+    from models.directory import ModelDirectory
+    from models.training.visits import final_state, read_visits
+    from stream.config import Settings
+    from stream.recorded import recorded_lines
+
+    directory = ModelDirectory.load(models)
+    visits = [v for v in read_visits(recorded_lines(events), Settings().session_gap_s) if not v.bot and v.learnable]
+    finals = [final_state(v, directory.pages) for v in visits]
+    intent = directory.intent.score([directory.intent.row(s) for s in finals])
+    X = [persona_features(s, float(p)) for s, p in zip(finals, intent)]
+    return X, np.array([int(v.bought) for v in visits]), directory.personas
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DATA)
@@ -376,7 +403,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--k", type=int, default=K)
     parser.add_argument("--intent", choices=("oof", "pagevalue"), default="oof")
     parser.add_argument("--artifact", action="store_true", help=f"write the trained model to {ARTIFACT}")
+    parser.add_argument("--events", help="recorded events (JSONL, folder or kafka://) a model directory was trained on")
+    parser.add_argument("--models", type=Path, help="with --events: the model directory")
     args = parser.parse_args(argv)
+    if args.events:
+        X, y, model = site_data(args.events, args.models)
+        table = profile_table(X, y, [a.name for a in model.predict_many(X)])
+        print(f"{len(X)} visits, base conversion {100 * y.mean():.1f}%\n{table_markdown(table)}")
+        return
     frame = read_uci(args.data)
     data = load(frame, args.intent)
     cmp = compare(frame, args.out, args.k, data=data)

@@ -16,6 +16,7 @@ from models.persona import (
     FEATURES,
     HIGH_INTENT,
     UNASSIGNED,
+    WEIGHTS,
     PersonaModel,
     persona_features,
     rule_names,
@@ -69,6 +70,62 @@ def test_features_are_finite_and_bounded(state, intent):
     for name, value in x.items():
         lo, hi = BOUNDS[name]
         assert math.isfinite(value) and lo <= value <= hi, (name, value)
+
+
+BEHAVIOUR = ("cart_adds", "cart_churn", "search", "scroll", "mobile")
+"""Features of events a UCI session does not have."""
+
+BEHAVIOUR_STATES = [
+    SessionState(page_views=4, detail_views=3, product_views=3, searches=2, cart_adds=3, cart_removes=1,
+                 product_scroll_sum=150.0, device_class="mobile"),
+    SessionState(cart_removes=5, device_class="tablet"),
+    SessionState(page_views=1, searches=10**6, cart_adds=10**9, detail_views=1, product_scroll_sum=1e9),
+    SessionState(page_views=2, detail_views=-3, searches=-1, cart_adds=-2, cart_removes=-7, product_scroll_sum=-50.0),
+    SessionState(page_views=2, detail_views=2, searches=math.nan, cart_adds=math.inf, cart_removes=math.nan,
+                 product_scroll_sum=math.inf, device_class="desktop"),
+]
+
+
+@pytest.mark.parametrize("state", BEHAVIOUR_STATES)
+def test_behaviour_features_are_finite_and_bounded(state):
+    for name, value in persona_features(state, 0.5).items():
+        lo, hi = BOUNDS[name]
+        assert math.isfinite(value) and lo <= value <= hi, (name, value)
+
+
+def test_behaviour_features_of_a_visit():
+    x = persona_features(BEHAVIOUR_STATES[0], 0.5)
+    assert x["cart_adds"] == pytest.approx(math.log1p(3))
+    assert x["cart_churn"] == pytest.approx(1 / 3)
+    assert x["search"] == pytest.approx(0.5)
+    assert x["scroll"] == pytest.approx(0.5)  # 150 percentage points over 3 detail pages
+    assert x["mobile"] == 1.0
+    assert persona_features(BEHAVIOUR_STATES[1], 0.5)["mobile"] == 0.5
+    assert persona_features(BEHAVIOUR_STATES[1], 0.5)["cart_churn"] == 1.0  # removals with no add
+    assert persona_features(BEHAVIOUR_STATES[4], 0.5)["mobile"] == 0.0
+
+
+def test_behaviour_features_are_zero_for_uci_sessions(uci):
+    X, _, _ = uci
+    assert all(x[f] == 0.0 for x in X for f in BEHAVIOUR)
+
+
+def test_constant_zero_features_leave_uci_personas_alone(uci):
+    """UCI has no cart, search, scroll or device events: zero variance gives z = 0 everywhere (no NaN in
+    scaler, centroids, merging or naming), and clustering without them assigns the same personas."""
+    X, _, _ = uci
+    model = trained(X)
+    assert np.isfinite(model.centers()).all() and np.isfinite(model.raw_centers()).all()
+    assert np.all(model.centers()[:, [FEATURES.index(f) for f in BEHAVIOUR]] == 0.0)
+    workers = [model.learner() for _ in range(2)]
+    for w, shard in zip(workers, (X[:700], X[700:1400])):
+        for x in shard:
+            w.learn_one(x)
+    merged = model.absorb(workers)
+    assert np.isfinite(merged.centers()).all() and merged.names == model.names
+    shorter = [{f: v for f, v in x.items() if f not in BEHAVIOUR} for x in X]
+    without = [a[:3] for a in assignments(trained(shorter), X)]  # the version digest covers the feature list
+    assert without == [a[:3] for a in assignments(model, X)]
 
 
 def test_features_of_every_event_of_real_sessions_are_finite(uci):
@@ -206,6 +263,57 @@ def test_extreme_sessions_do_not_drag_centroids(uci, source, bound):
     moved = np.abs(model.centers() - centers)
     assert np.isfinite(model.centers()).all()
     assert moved.max() < bound, moved.max()  # in σ units, after 60+ adversarial sessions
+
+
+# --- naming ---------------------------------------------------------------------------------------
+
+def centroid(**z: float) -> np.ndarray:
+    return np.array([z.get(f, 0.0) for f in FEATURES])
+
+
+def uci_like_centroids() -> list[np.ndarray]:
+    """A buyer, a bouncer, an account visitor, an info seeker and a researcher (σ units, no behaviour features)."""
+    return [centroid(intent=2.0, value=2.0, pages=1.0), centroid(bounce=2.0, exit=2.0, pages=-1.5),
+            centroid(admin_share=2.0), centroid(info_share=2.5), centroid(pages=1.0, dwell=1.0, intent=-0.3)]
+
+
+def test_search_and_cart_churn_is_named_deal_seeker():
+    deal = centroid(search=2.0, cart_churn=1.5, cart_adds=0.8, pages=0.7, value=-0.5)
+    names = rule_names(np.array(uci_like_centroids() + [deal]))
+    assert names[-1] == "Deal Seeker" and names[:5] == [HIGH_INTENT, "Bouncer", "Account & Cart Visitor",
+                                                         "Info Seeker", "Researcher"]
+
+
+def test_short_low_intent_phone_visits_are_named_mobile_browser():
+    phone = centroid(mobile=1.2, pages=-0.6, intent=-0.5, product_share=0.3)
+    assert rule_names(np.array(uci_like_centroids() + [phone]))[-1] == "Mobile Browser"
+
+
+@pytest.mark.parametrize("seventh", [centroid(product_share=1.0, pages=-0.5, value=-1.0, intent=-1.0),
+                                     centroid(pages=1.5, dwell=-1.5), centroid(product_share=0.2)])
+def test_behaviour_names_need_the_behaviour(seventh):
+    """Without search, cart churn or phones in the data (z = 0, as on UCI), no centroid is a Deal Seeker or
+    Mobile Browser, however well their other weights fit it."""
+    for k in (6, 7):
+        centers = uci_like_centroids() + [seventh, centroid(pages=0.8, product_share=0.8, value=-1.0, intent=-1.0)]
+        names = rule_names(np.array(centers[:k]))
+        assert len(set(names)) == k and not {"Deal Seeker", "Mobile Browser"} & set(names)
+
+
+def test_weighted_features_round_trip_and_assign_alike():
+    """River holds weighted centers, :meth:`PersonaModel.centers` gives σ; snapshots and both assign paths agree."""
+    rng = np.random.default_rng(3)
+    X = [{**{f: float(rng.uniform(*BOUNDS[f])) for f in FEATURES}, "mobile": float(rng.integers(2))}
+         for _ in range(400)]
+    model = PersonaModel(5, warmup=100)
+    for x in X:
+        model.learn_one(x)
+    j = FEATURES.index("mobile")
+    assert WEIGHTS["mobile"] == 0.5
+    assert [model.kmeans.centers[i]["mobile"] for i in range(5)] == pytest.approx(0.5 * model.centers()[:, j])
+    copy = PersonaModel.from_bytes(model.to_bytes())
+    assert copy.to_bytes() == model.to_bytes() and assignments(copy, X) == assignments(model, X)
+    assert [a.persona_id for a in model.predict_many(X)] == [model.predict_one(x).persona_id for x in X]
 
 
 # --- quality on real sessions -----------------------------------------------------------------------
