@@ -46,6 +46,14 @@ STOP_SHARE = 0.15
 PAGE_FOLDS = 5
 TRAIN_POINTS = tuple(round(0.1 * i, 1) for i in range(1, 11))
 """Fractions of a visit's events at which training rows are taken (cut before its first purchase)."""
+MIDDLE_EMPHASIS = 1.5
+"""A row at fraction ``q`` of its visit weighs ``1 - MIDDLE_EMPHASIS * |q - 0.5|`` (then each visit sums to 1):
+a score matters most mid-visit, while there is time to act on it, and is hardest there."""
+
+
+def point_weight(q: float) -> float:
+    """The relative weight of a training row at fraction ``q`` of its visit."""
+    return 1.0 - MIDDLE_EMPHASIS * abs(q - 0.5)
 EVAL_POINTS = (0.25, 0.5, 0.75, 1.0)
 """Fractions at which validation ROC-AUC is reported (validation rows are taken at these and the training points)."""
 MIN_CATEGORY_VISITS = 20
@@ -84,6 +92,7 @@ class Rows:
 def build_rows(visits: Sequence[Visit], lookups: Sequence[PageValues], vocabulary, points: Sequence[float]) -> Rows:
     """Rows at ``points`` of each visit (:func:`prefix_end`), each visit's pages read through its lookup."""
     X, owner, label, weight, progress, finals = [], [], [], [], [], []
+    total = sum(point_weight(q) for q in points)
     for i, (visit, lookup) in enumerate(zip(visits, lookups)):
         ends = prefix_ends(visit, points)
         if not ends:
@@ -95,7 +104,7 @@ def build_rows(visits: Sequence[Visit], lookups: Sequence[PageValues], vocabular
             X.append(SITE.row(at[end], vocabulary))
             owner.append(i)
             label.append(int(visit.bought))
-            weight.append(1.0 / len(points))
+            weight.append(point_weight(q) / total)
             progress.append(q)
         finals.append(states[-1])
     return Rows(np.asarray(X, dtype=np.float64), np.asarray(owner), np.asarray(label), np.asarray(weight),
