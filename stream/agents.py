@@ -181,11 +181,11 @@ async def sessionize() -> None:
             started = time.perf_counter()
             result = await worker.serially(worker.processor.process, batch, read_states(sessions))
             outgoing = write_states(sessions, result.states)
-            published = result.personas
-            latest = {key: (partition, published.get(key)) for key, (partition, blob) in result.states.items()
-                      if key in published or blob is None}
-            outgoing += write_states(visits, latest)
-            outgoing += [(personas.get_topic_name(), key, value, None) for key, value in published.items()]
+            latest = result.personas
+            newest = {key: (partition, latest.get(key)) for key, (partition, blob) in result.states.items()
+                      if key in latest or blob is None}
+            outgoing += write_states(visits, newest)
+            outgoing += [(personas.get_topic_name(), key, value, None) for key, value in result.published()]
             outgoing += [(dead_letters.get_topic_name(), None, letter.model_dump_json().encode(), None)
                          for letter in result.dead_letters]
             outgoing += [(page_observations.get_topic_name(), None, value, partition) for partition, value
@@ -204,7 +204,7 @@ async def publish_batch(outgoing: list, messages: list, result: BatchResult, sta
         metrics.EVENTS.inc(len(messages))
         metrics.DEAD_LETTERS.inc(len(result.dead_letters))
         metrics.DUPLICATES.inc(result.duplicates)
-        metrics.PERSONAS.inc(len(result.personas))
+        metrics.PERSONAS.inc(len(result.personas) + len(result.ended_personas))
         metrics.VISITS_CLOSED.inc(result.closed)
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
 
