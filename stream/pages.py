@@ -116,7 +116,8 @@ def observations(raw: bytes | None) -> dict[str, dict[str, int]]:
     return pages
 
 
-def compact_json(value: object) -> bytes:
+def compact_json(value: object, option: int = 0) -> bytes:
     """JSON bytes sized to their content: orjson's own result keeps its larger output buffer
-    resident (~4 KB however small the value), which adds up in a table of many keys."""
-    return bytes(memoryview(orjson.dumps(value)))
+    resident (~4 KB however small the value), which adds up in a table of many keys, and in a batch
+    of many outputs (its buffers' freed memory stays with the worker, scattered between what it keeps)."""
+    return bytes(memoryview(orjson.dumps(value, option=option)))

@@ -24,6 +24,7 @@ from models.bandit import ActionPolicy, BetaBandit, Decision
 from models.features import SessionState, session_features
 from models.intent import IntentModel
 from models.persona import Assignment, persona_features
+from stream.pages import compact_json
 from stream.persona_sync import SharedPersona
 
 
@@ -74,7 +75,7 @@ class Scorer:
                decision: Decision, bandit: BetaBandit) -> bytes:
         """The visit's :class:`~schemas.persona.PersonaEvent` as JSON, its fields in the model's order."""
         state.intent = score
-        return orjson.dumps({
+        return compact_json({
             "session_id": key.decode(), "visit": state.visit,
             "event_time": datetime.fromtimestamp(state.last_ts, timezone.utc),
             "persona": assignment.name, "persona_id": assignment.persona_id,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import tracemalloc
 from datetime import datetime
 from unittest.mock import ANY
 
@@ -454,3 +455,17 @@ def test_every_visit_of_a_session_ending_within_one_batch_is_published_in_order(
     assert list(result.personas) == [b"m"] and result.closed == 2
     assert SessionState.from_bytes(states[b"m"]).visit == 2
 
+
+def test_a_batch_keeps_its_outputs_sized_to_their_content(intent):
+    """A batch's PersonaEvents and states are as big as their JSON, not orjson's ~4 KB output buffer
+    each: the batch holds them until delivered, and a worker keeps the memory a batch took."""
+    recs = records([e for i in range(500) for e in visit(f"sized{i}", 0, 1)])
+    proc = processor(intent)
+    proc.process(recs[:10], {})  # caches filled
+    tracemalloc.start()
+    try:
+        result = proc.process(recs[10:], {})
+        kept = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert len(result.personas) == 490 and kept / 490 < 2000, f"{kept / 490:.0f} B kept per one-event visit"
