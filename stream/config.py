@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     max_open_visits: int = Field(1_000_000, ge=1000, description="open visits indexed per partition for ending "
                                  "them by event time; beyond it those with the oldest last events are closed when "
                                  "they return")
+    max_page_counters: int = Field(50_000, ge=100, description="pages counted for observed page statistics, per "
+                                   "partition of the page observations; counting one more deletes the counters and "
+                                   "observed statistics of the least recently counted")
     batch_size: int = Field(16_000, ge=1, description="events taken per batch by the session agent (fewer when "
                             "the batch window passes first: only a worker that is behind takes full batches, which "
                             "score each visit once for more of its events)")

@@ -8,8 +8,9 @@ page-observation aggregator. Catalog statistics win; observed ones count once a 
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Iterable, Mapping
 
 import orjson
 
@@ -72,6 +73,34 @@ def observed_stats(page_id: str, counts: Mapping[str, int]) -> PageStats | None:
 
 
 OBSERVED_COUNTS = ("views", "entrances", "exits", "bounces")
+
+
+@dataclass
+class CountedPages:
+    """The pages whose views, entrances, exits and bounces the page agent keeps counting: at most
+    ``limit`` page keys per partition, least recently counted first. Counting one more beyond it
+    forgets the least recently counted, whose counters the agent deletes."""
+
+    limit: int
+    _recent: dict[int, OrderedDict[bytes, None]] = field(default_factory=dict, repr=False)
+
+    def __len__(self) -> int:
+        return sum(len(keys) for keys in self._recent.values())
+
+    def restore(self, stored: Iterable[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
+        """Start over from the (partition, page key) pairs a table holds (after a restart or a
+        rebalance), in the order given; returns those beyond the limit, forgotten."""
+        self._recent = {}
+        return [(partition, gone) for partition, key in stored for gone in self.count(partition, key)]
+
+    def count(self, partition: int, key: bytes) -> list[bytes]:
+        """Mark ``key`` counted just now; returns the keys of ``partition`` forgotten for it."""
+        recent = self._recent.get(partition)
+        if recent is None:
+            recent = self._recent[partition] = OrderedDict()
+        recent[key] = None
+        recent.move_to_end(key)
+        return [recent.popitem(last=False)[0] for _ in range(len(recent) - self.limit)]
 
 
 def applied_key(partition: int) -> bytes:

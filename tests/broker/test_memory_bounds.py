@@ -1,4 +1,5 @@
-"""What a worker keeps per visit, through a real broker and a real worker: right-sized outputs and table values."""
+"""What a worker keeps per visit and per page, through a real broker and a real worker: right-sized
+table values, and page counters bounded by ``MAX_PAGE_COUNTERS``."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ VISITS = 60_000
 RSS_PER_VISIT = 2500
 """Bytes of worker RSS one distinct one-event visit may add at most."""
 CATALOGUED = [f"cat-{i}" for i in range(10)]
+LIMIT = 5000
+"""MAX_PAGE_COUNTERS of the page-counter test."""
 
 
 def one_event_visits(first: int, n: int, page_of) -> list[tuple[bytes, bytes]]:
@@ -59,3 +62,24 @@ def test_a_distinct_visit_adds_at_most_2_5_kb_of_worker_memory(pipeline):
     per_visit = rss_per_visit(pipeline, lambda i: CATALOGUED[i % len(CATALOGUED)])
     assert per_visit <= RSS_PER_VISIT, f"{per_visit:.0f} B of worker RSS per one-event visit"
 
+
+def test_page_counters_of_uncatalogued_pages_are_bounded(pipeline):
+    """Every visit views a page id never seen before, every 10th the same "hot" page, the first 40 a
+    "faded" page seen no more after them: at most MAX_PAGE_COUNTERS page ids per partition keep
+    counters, the others' are deleted from the table (tombstones on its changelog); the hot page,
+    counted recently, keeps all its views; the faded page's published statistics are deleted too.
+    (A session batch brings up to 16,000 / 4 new pages a partition: a smaller bound would forget the
+    hot page as well.)"""
+    pipeline.settings["PERSONASTREAM_MAX_PAGE_COUNTERS"] = str(LIMIT)
+
+    def page_of(i: int) -> str:
+        return "hot" if i % 10 == 0 else "faded" if i < 40 else f"random-{i}"
+
+    rss_per_visit(pipeline, page_of)  # printed, for the record
+    (changelog,) = [t for t in pipeline.broker_topics() if pipeline.name in t and t.endswith("page-counters-changelog")]
+    newest = {r.key: r.value for r in pipeline.read_records(changelog) if not r.key.startswith(b"\xff")}
+    counted = {key: orjson.loads(value) for key, value in newest.items() if value is not None}
+    assert len(counted) <= LIMIT * pipeline.partitions, f"{len(counted)} page ids keep counters"
+    assert counted[b"hot"]["views"] == (WARMUP + VISITS) // 10 and b"faded" not in counted
+    published = [r.value for r in pipeline.read_records(pipeline.topic("pages")) if r.key == b"observed/faded"]
+    assert len(published) >= 2 and published[0] is not None and published[-1] is None, published

@@ -6,7 +6,7 @@ import orjson
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
-from stream.pages import observation_records, observations
+from stream.pages import CountedPages, observation_records, observations
 
 
 def test_each_page_goes_once_to_the_partition_its_id_hashes_to() -> None:
@@ -45,3 +45,13 @@ def test_no_pages_no_records() -> None:
 def test_anything_but_page_ids_to_counts_is_refused_with_the_reason(raw, reason) -> None:
     with pytest.raises(ValueError, match=reason):
         observations(raw)
+
+
+def test_counted_pages_evict_the_least_recently_counted_beyond_the_limit_per_partition() -> None:
+    counted = CountedPages(limit=3)
+    assert [counted.count(0, key) for key in (b"a", b"b", b"c", b"a")] == [[], [], [], []]
+    assert counted.count(0, b"d") == [b"b"]  # "a" was counted again since
+    assert counted.count(1, b"x") == []  # partitions are bounded apart
+    assert counted.count(0, b"e") == [b"c"] and len(counted) == 4
+    assert counted.restore([(0, b"p"), (0, b"q"), (0, b"r"), (0, b"s"), (2, b"y")]) == [(0, b"p")]  # over the limit
+    assert len(counted) == 4 and counted.count(0, b"t") == [b"q"]
