@@ -217,6 +217,7 @@ class SessionProcessor:
                 result.dead_letters.append(self._dead_letter(record, exc.reason))
             except Exception as exc:  # noqa: BLE001 - any failure of one record is that record's dead letter
                 result.dead_letters.append(self._dead_letter(record, f"unexpected {type(exc).__name__}: {exc}"))
+        self._index(touched)
         result.ended_personas = self._score([(key, state) for key, state, unpublished in ended if unpublished],
                                             result)
         result.personas = dict(self._score([(key, state) for key, (_, state) in touched.items()], result))
@@ -260,14 +261,18 @@ class SessionProcessor:
         if event.type == "page_view" and not state.bot and self.pages.observes(event.page.id):
             self._observe(result, event.page.id, views=1, entrances=int(state.page_views == 1))
         touched[key] = (record.partition, state)
-        opened = self._open.get(record.partition)
-        if opened is None:
-            opened = self._open[record.partition] = VisitIndex()
-        opened.touch(key, state.last_ts)
-        if len(opened) > self.max_open_visits:
-            opened.pop_oldest()  # forgotten, not closed: it closes when its session comes back
         self._clock[record.partition] = max(self._clock.get(record.partition, -math.inf),
                                             min(ts, wall + self.max_clock_lead_s))
+
+    def _index(self, touched: dict[bytes, tuple[int, SessionState]]) -> None:
+        """Index the batch's visits by their last event times (once a batch, not once an event)."""
+        for key, (partition, state) in touched.items():
+            opened = self._open.get(partition)
+            if opened is None:
+                opened = self._open[partition] = VisitIndex()
+            opened.touch(key, state.last_ts)
+            if len(opened) > self.max_open_visits:
+                opened.pop_oldest()  # forgotten, not closed: it closes when its session comes back
 
     def _score(self, visits: list[tuple[bytes, SessionState]], result: BatchResult) -> list[tuple[bytes, bytes]]:
         """(session key, PersonaEvent JSON) of ``visits``, scored together; if that fails, visit by visit,
