@@ -201,7 +201,7 @@ async def sessionize() -> None:
             outgoing += [(dead_letters.get_topic_name(), None, letter.model_dump_json().encode(), None)
                          for letter in result.dead_letters]
             outgoing += [(page_observations.get_topic_name(), None, value, partition) for partition, value
-                         in observation_records(result.page_observations, settings.partitions).items()]
+                         in observation_records(result.page_observations, settings.partitions)]
             if delivering is not None:
                 await delivering
             delivering = asyncio.ensure_future(publish_batch(outgoing, batch, result, started))

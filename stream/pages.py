@@ -114,18 +114,26 @@ def applied_key(partition: int) -> bytes:
     return b"\xffapplied:%d" % partition
 
 
-def observation_records(observed: Mapping[str, Mapping[str, int]], partitions: int) -> dict[int, bytes]:
-    """A batch's page observations (page id -> counts) as one page-observations record per partition:
-    partition -> JSON object of the page ids it owns and their counts. A page id's partition is the one
-    Kafka's default partitioner gives it as a key, so each page is counted on one partition.
+PAGES_PER_RECORD = 1000
+"""Pages in one page-observations record at most: under 200 KB however long their ids, well below the
+producer's 1 MB request limit (a batch that ends 200,000 visits observes as many exit pages)."""
+
+
+def observation_records(observed: Mapping[str, Mapping[str, int]], partitions: int) -> list[tuple[int, bytes]]:
+    """A batch's page observations (page id -> counts) as page-observations records: (partition, JSON
+    object of up to :data:`PAGES_PER_RECORD` page ids it owns and their counts). A page id's partition is
+    the one Kafka's default partitioner gives it as a key, so each page is counted on one partition.
 
     >>> observation_records({"home": {"views": 2}, "cart": {"exits": 1}}, partitions=1)
-    {0: b'{"home":{"views":2},"cart":{"exits":1}}'}
+    [(0, b'{"home":{"views":2},"cart":{"exits":1}}')]
     """
-    owned: dict[int, dict[str, Mapping[str, int]]] = {}
+    owned: dict[int, list[dict[str, Mapping[str, int]]]] = {}
     for page_id, counts in observed.items():
-        owned.setdefault(key_hash(page_id.encode()) % partitions, {})[page_id] = counts
-    return {partition: orjson.dumps(pages) for partition, pages in owned.items()}
+        chunks = owned.setdefault(key_hash(page_id.encode()) % partitions, [{}])
+        if len(chunks[-1]) == PAGES_PER_RECORD:
+            chunks.append({})
+        chunks[-1][page_id] = counts
+    return [(partition, orjson.dumps(pages)) for partition, chunks in owned.items() for pages in chunks]
 
 
 def observations(raw: bytes | None) -> dict[str, dict[str, int]]:
