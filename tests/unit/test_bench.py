@@ -155,3 +155,13 @@ def test_floor_rate_reads_the_workers_event_counter_from_its_metrics():
         server.server_close()
         thread.join(5)
     assert events_counted(server.server_address[1]) == 0  # nobody answers: not started yet
+
+
+def test_the_soaks_distinct_burst_is_one_valid_event_per_new_session_and_new_page():
+    from bench.soak import distinct_burst
+
+    burst = distinct_burst(2000, random.Random(3), ts=1_700_000_000.0)
+    events = [parse_event(record.value) for record in burst]
+    assert len({e.session_id for e in events}) == len({e.page.id for e in events}) == 2000
+    assert all(record.key == e.session_id.encode() and e.type == "page_view" for record, e in zip(burst, events))
+    assert {e.ts.timestamp() for e in events} == {1_700_000_000.0}
