@@ -33,6 +33,7 @@ from stream.app import (
     visits,
 )
 from stream.delivery import deliver, track
+from stream.heap import FreedMemory
 from stream.intake import ack
 from stream.logs import collapse_repeats, log_at_handler_level
 from stream.pages import (
@@ -207,12 +208,18 @@ async def sessionize() -> None:
             delivering = asyncio.ensure_future(publish_batch(outgoing, batch, result, started))
 
 
+freed = FreedMemory()
+"""Trims the heaps once the session batches have deleted enough visits."""
+
+
 async def publish_batch(outgoing: list, messages: list, result: BatchResult, started: float) -> None:
     """Deliver a processed session batch, then acknowledge its records."""
     with unacked_on_failure("session batch"):
         await deliver(outgoing)
         ack(app.consumer, messages)
         event_intake.finish()
+        if freed.deleted(sum(blob is None for _, blob in result.states.values())):
+            await asyncio.to_thread(freed.release)
         metrics.EVENTS.inc(len(messages))
         metrics.DEAD_LETTERS.inc(len(result.dead_letters))
         metrics.DUPLICATES.inc(result.duplicates)
