@@ -20,7 +20,8 @@ from stream.topics import ensure_topics
 CLI = [sys.executable, "-c", "from stream.cli import main; main()"]
 ENV_FIELDS = ("broker", "app_id", "events_topic", "personas_topic", "dlq_topic", "pages_topic", "partitions",
               "batch_size", "batch_window_s", "top_features", "session_gap_s", "session_retain_s",
-              "collect_requests_per_s", "gc_tuning", "fetch_min_bytes", "fetch_max_wait_ms", "page_window_s")
+              "collect_requests_per_s", "gc_tuning", "fetch_min_bytes", "fetch_max_wait_ms", "page_window_s",
+              "max_page_counters")
 
 
 def _stat_cpu_seconds(stat: Path) -> float:

@@ -25,10 +25,17 @@ deleted continuously, so the sessions table reaches a steady size within about 2
 The sessions table's size over time comes from following its changelog (keys whose newest record
 is not a tombstone): what the worker's in-memory store holds.
 
+Then the *distinct-visits phase*: ``distinct_visits`` one-event visits, each of a page id never seen
+before, at once, while the visit stream goes on at ``trickle_rate`` so that event time moves on; the
+phase samples until the sessions table is back to its size before the burst (retention deleted the
+burst's visits) and compares the worker's RSS with its RSS before the burst. The soak's worker keeps
+counters of at most ``max_page_counters`` pages per partition (10,000; the default is 50,000).
+
 Targets (issue "Hardening", item 3): RSS growth after warm-up < 5 % and no growing lag on any
-internal topic. A lag is *growing* when its least-squares rise over the measured window exceeds
-what the topic receives in :data:`GROWING_S` seconds (at least :data:`GROWING_MIN` records): the
-consumer fell that much further behind while the input stayed steady.
+internal topic; after the distinct-visits phase, RSS within 10 % of its value before the burst. A lag
+is *growing* when its least-squares rise over the measured window exceeds what the topic receives
+in :data:`GROWING_S` seconds (at least :data:`GROWING_MIN` records): the consumer fell that much
+further behind while the input stayed steady.
 """
 
 from __future__ import annotations
@@ -43,7 +50,9 @@ import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from itertools import chain
 from pathlib import Path
+from string import ascii_lowercase
 from typing import Any, Callable, Iterator
 
 import aiohttp
@@ -69,6 +78,8 @@ of the topic's input."""
 GROWING_MIN = 10
 """... and by at least this many records (the learning topic receives one record per 10 s)."""
 RSS_TARGET_PCT = 5.0
+RETURN_TARGET_PCT = 10.0
+"""The worker's RSS after the distinct-visits phase and its retention, at most this above its value before."""
 BACKLOG_S = 10.0
 """The worker is *behind* while the events topic's lag exceeds this many seconds of input."""
 BEGIN, END = "<!-- soak -->", "<!-- /soak -->"
@@ -94,6 +105,10 @@ class Options:
     partitions: int = 4
     seed: int = 11
     keep: bool = False
+    distinct_visits: int = 200_000
+    trickle_rate: float = 100.0
+    max_page_counters: int = 10_000
+    distinct_timeout_s: float = 900.0
 
 
 # --- the workload ---------------------------------------------------------------------------------
@@ -352,12 +367,65 @@ async def _soak(opts: Options, conf: Settings, rig: Rig, stream: VisitStream, sa
             if not producer.done():
                 producer.cancel()
                 await asyncio.gather(producer, return_exceptions=True)
+        distinct = await _distinct_phase(opts, conf, rig, probe, stream, say) if opts.distinct_visits else None
         await probe.table.catch_up(timeout_s=60.0)
         changelog = {"records": probe.table.records, "tombstones": probe.table.tombstones,
                      "keys_ever": len(probe.table.seen), "live_keys": len(probe.table.live)}
     return {"ready_s": round(ready_s, 1), "produce_s": produce_s, "samples": samples, "sent": sent,
-            "changelog": changelog,
+            "changelog": changelog, "distinct": distinct,
             "consumed_topics": probe.consumed, "changelog_topic": probe.changelog}
+
+
+def distinct_burst(n: int, rng: random.Random, ts: float) -> list[Outgoing]:
+    """``n`` one-event visits under fresh session ids, each a view of a page id never seen before, dated ``ts``
+    (letters only: digits could read as a phone or card number, which the privacy rules scrub)."""
+    out = []
+    for i in range(n):
+        sid = f"soak-d{i}"
+        event = {"type": "page_view", "event_id": f"{sid}-0", "session_id": sid, "ts": _iso(ts),
+                 "page": {"id": "new-" + "".join(rng.choices(ascii_lowercase, k=14)), "type": "product"}}
+        out.append(Outgoing(sid.encode(), orjson.dumps(event), ts))
+    return out
+
+
+async def _distinct_phase(opts: Options, conf: Settings, rig: Rig, probe: Probe, stream: VisitStream,
+                          say: Callable[[str], None]) -> dict:
+    """The distinct-visits phase: the burst, then the stream at the trickle rate until the sessions table
+    is back to its size before the burst; RSS and table keys sampled every ``interval_s``."""
+    before = await probe.sample()
+    burst = distinct_burst(opts.distinct_visits, random.Random(opts.seed), time.time())
+    say(f"distinct-visits phase: RSS {before['rss_bytes'] / MB:.1f} MB, {before['table_keys']:,} session keys; "
+        f"sending {len(burst):,} one-event visits of new pages")
+    t0 = time.monotonic()
+    trickling = True
+    sender = asyncio.create_task(produce(conf.bootstrap, conf.events_topic, chain(
+        paced(burst, None), steady(stream, opts.trickle_rate, lambda: not trickling))))
+    samples = []
+    try:
+        while time.monotonic() - t0 < opts.distinct_timeout_s:
+            await asyncio.sleep(opts.interval_s)
+            rig.check()
+            if sender.done() and sender.exception() is not None:
+                raise sender.exception()
+            sample = await probe.sample()
+            sample.update(t_s=round(time.monotonic() - t0, 2))
+            samples.append(sample)
+            say(f"{sample['t_s'] / 60:5.1f} min  RSS {sample['rss_bytes'] / MB:7.1f} MB  session keys "
+                f"{sample['table_keys']:>9,}  deleted {sample['table_deleted']:>9,}")
+            burst_done = sample["counters"].get("events", 0) >= before["counters"].get("events", 0) + len(burst)
+            if burst_done and sample["table_keys"] <= before["table_keys"]:
+                break
+    finally:
+        trickling = False
+        await asyncio.gather(sender, return_exceptions=True)
+    after, peak = samples[-1], max(s["rss_bytes"] for s in samples)
+    returned = (after["rss_bytes"] - before["rss_bytes"]) / before["rss_bytes"] * 100
+    return {"visits": len(burst), "rss_before_mb": round(before["rss_bytes"] / MB, 1),
+            "rss_peak_mb": round(peak / MB, 1), "rss_after_mb": round(after["rss_bytes"] / MB, 1),
+            "rss_after_pct": round(returned, 2), "keys_before": before["table_keys"],
+            "keys_peak": max(s["table_keys"] for s in samples), "keys_after": after["table_keys"],
+            "seconds": samples[-1]["t_s"], "retained": after["table_keys"] <= before["table_keys"],
+            "samples": [{k: s[k] for k in ("t_s", "rss_bytes", "table_keys", "table_deleted")} for s in samples]}
 
 
 class TableFollower:
@@ -417,7 +485,8 @@ def run(opts: Options, console: Console) -> dict:
             stream = VisitStream(frame, random.Random(opts.seed), opts.concurrent, opts.uci_share)
             with local_rig(home) as rig:
                 conf = rig.settings("soak", "soak.events", opts.partitions).model_copy(
-                    update={"session_gap_s": opts.session_gap_s, "session_retain_s": opts.session_retain_s})
+                    update={"session_gap_s": opts.session_gap_s, "session_retain_s": opts.session_retain_s,
+                            "max_page_counters": opts.max_page_counters})
                 rig.topics(conf)
                 catalog = stream.catalog()
                 asyncio.run(seed_pages(conf.bootstrap, conf.pages_topic, catalog))
@@ -543,8 +612,13 @@ def analyze(raw: dict, opts: Options, conf: Settings) -> dict:
         {"measure": "internal topics with a growing lag", "value": ", ".join(internal_growing) or "none",
          "target": "none", "met": not internal_growing},
     ]
+    distinct = raw.get("distinct")
+    if distinct:
+        targets.append({"measure": f"worker RSS after {distinct['visits']:,} distinct visits were deleted, vs before "
+                                   "them", "value": distinct["rss_after_pct"], "target": f"< {RETURN_TARGET_PCT:g} %",
+                        "met": distinct["retained"] and distinct["rss_after_pct"] < RETURN_TARGET_PCT})
     return {"ready_s": raw["ready_s"], "produce_s": raw["produce_s"], "window_min": round(window_min, 2),
-            "rss": rss_summary, "lag": lags,
+            "rss": rss_summary, "lag": lags, "distinct": distinct,
             "throughput": throughput, "dead_letters": dead, "sessions_table": table, "counters_end": end_counters,
             "targets": targets}
 
@@ -686,6 +760,12 @@ def render(r: dict, opts: Options) -> str:
         _row("pages observed by the worker", f"{table['pages_observed_warmup_end']} at warm-up end, "
                                              f"{table['pages_observed_end']} at the end"),
         _row("worker start-up", f"{r['ready_s']:.0f} s from start to its first processed event"),
+        *([_row("distinct-visits phase",
+                f"{d['visits']:,} one-event visits of new page ids at once, the visit stream on at "
+                f"{opts.trickle_rate:g} ev/s: RSS {d['rss_before_mb']:.1f} MB before, {d['rss_peak_mb']:.1f} MB at "
+                f"most, **{d['rss_after_mb']:.1f} MB ({d['rss_after_pct']:+.2f} %) once the sessions table was "
+                f"back to {d['keys_after']:,} keys** ({d['keys_before']:,} before, {d['keys_peak']:,} at most), "
+                f"{d['seconds']:.0f} s after the burst")] if (d := r.get("distinct")) else []),
         "",
         f"![RSS, lag and throughput over the soak]({png})",
         "",

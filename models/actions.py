@@ -50,6 +50,8 @@ DEFAULT_ACTIONS: dict[tuple[str, str], str] = {
     ("Account & Cart Visitor", "*"): "time-limited discount code on the cart",
     ("Info Seeker", "*"): "surface shipping, returns and FAQ answers next to products",
     ("Skimmer", "*"): "show fewer, larger product cards and quick filters",
+    ("Deal Seeker", "*"): "show the price-drop and bundle offers of the products searched",
+    ("Mobile Browser", "*"): "sticky add-to-cart bar and one-tap wallet checkout on mobile",
     ("*", "high"): "show reviews and a clear checkout button",
     ("*", "medium"): "show related products",
     ("*", "low"): "no intervention",

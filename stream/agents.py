@@ -33,12 +33,22 @@ from stream.app import (
     visits,
 )
 from stream.delivery import deliver, track
+from stream.heap import FreedMemory
 from stream.intake import ack
 from stream.logs import collapse_repeats, log_at_handler_level
-from stream.pages import applied_key, compact_json, observation_records, observations, observed_stats, page_record
+from stream.pages import (
+    CountedPages,
+    applied_key,
+    compact_json,
+    observation_records,
+    observations,
+    observed_stats,
+    page_record,
+)
 from stream.persona_sync import BANDIT_KEY, PERSONA_KEY, snapshot
 from stream.sessions import BatchResult
 from stream.state_table import read_states, write_states
+from stream.topics import key_hash
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +78,7 @@ async def finish_revoked(app, revoked, **kwargs) -> None:
 @app.on_partitions_assigned.connect
 async def reindex_assigned(app, assigned, **kwargs) -> None:
     reindex.set()
+    recount.set()
     await track_output_topics()
 
 
@@ -82,6 +93,8 @@ async def track_output_topics() -> None:
 reindex = asyncio.Event()
 """Set on every assignment: the next session batch first rebuilds the index of open and ended visits
 from the table (recovered by then: Faust delivers no event before its tables are)."""
+recount = asyncio.Event()
+"""Set on every assignment: the next page batch first rebuilds the recency of the counted pages from the table."""
 
 
 @app.task
@@ -181,18 +194,22 @@ async def sessionize() -> None:
             started = time.perf_counter()
             result = await worker.serially(worker.processor.process, batch, read_states(sessions))
             outgoing = write_states(sessions, result.states)
-            published = result.personas
-            latest = {key: (partition, published.get(key)) for key, (partition, blob) in result.states.items()
-                      if key in published or blob is None}
-            outgoing += write_states(visits, latest)
-            outgoing += [(personas.get_topic_name(), key, value, None) for key, value in published.items()]
+            latest = result.personas
+            newest = {key: (partition, latest.get(key)) for key, (partition, blob) in result.states.items()
+                      if key in latest or blob is None}
+            outgoing += write_states(visits, newest)
+            outgoing += [(personas.get_topic_name(), key, value, None) for key, value in result.published()]
             outgoing += [(dead_letters.get_topic_name(), None, letter.model_dump_json().encode(), None)
                          for letter in result.dead_letters]
             outgoing += [(page_observations.get_topic_name(), None, value, partition) for partition, value
-                         in observation_records(result.page_observations, settings.partitions).items()]
+                         in observation_records(result.page_observations, settings.partitions)]
             if delivering is not None:
                 await delivering
             delivering = asyncio.ensure_future(publish_batch(outgoing, batch, result, started))
+
+
+freed = FreedMemory()
+"""Trims the heaps once the session batches have deleted enough visits."""
 
 
 async def publish_batch(outgoing: list, messages: list, result: BatchResult, started: float) -> None:
@@ -201,10 +218,12 @@ async def publish_batch(outgoing: list, messages: list, result: BatchResult, sta
         await deliver(outgoing)
         ack(app.consumer, messages)
         event_intake.finish()
+        if freed.deleted(sum(blob is None for _, blob in result.states.values())):
+            await asyncio.to_thread(freed.release)
         metrics.EVENTS.inc(len(messages))
         metrics.DEAD_LETTERS.inc(len(result.dead_letters))
         metrics.DUPLICATES.inc(result.duplicates)
-        metrics.PERSONAS.inc(len(result.personas))
+        metrics.PERSONAS.inc(len(result.personas) + len(result.ended_personas))
         metrics.VISITS_CLOSED.inc(result.closed)
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
 
@@ -213,11 +232,17 @@ async def publish_batch(outgoing: list, messages: list, result: BatchResult, sta
 async def aggregate_pages() -> None:
     """Count views, entrances, exits and bounces per page, a batch at a time (each record holds the
     counts of a session batch's pages this partition owns); publish the observed statistics of each
-    page the batch changed, once."""
+    page the batch changed, once. At most ``max_page_counters`` pages per partition keep counters:
+    the least recently counted beyond it are deleted, with their observed statistics."""
+    counted = CountedPages(settings.max_page_counters)
     while True:
         batch = await observation_intake.take(settings.batch_size, settings.page_window_s)
         with unacked_on_failure("page batch"):
             store = read_states(page_counters)
+            forgotten: dict[bytes, int] = {}
+            if recount.is_set():
+                recount.clear()
+                forgotten.update((key, partition) for partition, key in counted.restore(counted_pages(store)))
             totals: dict[bytes, tuple[int, dict[str, int]]] = {}
             applied: dict[int, int] = {}
             letters = []
@@ -237,22 +262,45 @@ async def aggregate_pages() -> None:
                     continue
                 for page_id, observed_counts in observed.items():
                     key = page_id.encode()
+                    forgotten.pop(key, None)  # counted again
+                    forgotten.update((gone, message.partition) for gone in counted.count(message.partition, key))
                     if key not in totals:
                         stored = store.get(key)
                         totals[key] = (message.partition, orjson.loads(stored) if stored else {})
                     counts = totals[key][1]
                     for name, n in observed_counts.items():
                         counts[name] = counts.get(name, 0) + n
-            counters = {key: (partition, compact_json(counts)) for key, (partition, counts) in totals.items()}
+            retracted = [b"observed/" + key for key in forgotten if was_published(key, totals, store)]
+            counters = {key: (partition, compact_json(counts)) for key, (partition, counts) in totals.items()
+                        if key not in forgotten}
+            counters.update({key: (partition, None) for key, partition in forgotten.items()})
             counters.update({applied_key(p): (p, b"%d" % offset) for p, offset in applied.items()})
             outgoing = write_states(page_counters, counters)
             for key, (_, counts) in totals.items():
-                stats = observed_stats(key.decode(), counts)
+                stats = observed_stats(key.decode(), counts) if key not in forgotten else None
                 if stats is not None:
                     outgoing.append((pages.get_topic_name(), *page_record(stats), None))
+            outgoing += [(pages.get_topic_name(), key, None, None) for key in retracted]
             outgoing += [(dead_letters.get_topic_name(), None, letter.model_dump_json().encode(), None)
                          for letter in letters]
             await deliver(outgoing)
             ack(app.consumer, batch)
             observation_intake.finish()
             metrics.DEAD_LETTERS.inc(len(letters))
+
+
+def counted_pages(store) -> list[tuple[int, bytes]]:
+    """(partition, page key) of the page counters this worker's page observations partitions own."""
+    owned = {tp.partition for tp in app.consumer.assignment() if tp.topic == page_observations.get_topic_name()}
+    keyed = ((key_hash(key) % settings.partitions, key) for key in store.keys() if not key.startswith(b"\xff"))
+    return [(partition, key) for partition, key in keyed if partition in owned]
+
+
+def was_published(key: bytes, totals: dict[bytes, tuple[int, dict[str, int]]], store) -> bool:
+    """Whether a page's counts reached the views its observed statistics are published from."""
+    if key in totals:
+        counts = totals[key][1]
+    else:
+        stored = store.get(key)
+        counts = orjson.loads(stored) if stored else {}
+    return observed_stats(key.decode(), counts) is not None

@@ -431,6 +431,9 @@ def soak(minutes: float = typer.Option(10.0, help="measured minutes, after the w
          png: Path = typer.Option(Path("docs/img/soak.png"), help="RSS, lag and throughput over time"),
          session_gap: float = typer.Option(60.0, help="the worker's PERSONASTREAM_SESSION_GAP_S for the soak"),
          session_retain: float = typer.Option(60.0, help="the worker's PERSONASTREAM_SESSION_RETAIN_S for the soak"),
+         distinct_visits: int = typer.Option(200_000, min=0, help="one-event visits of new pages sent at once after "
+                                             "the measured minutes; RSS once retention deleted them (0: no phase)"),
+         max_page_counters: int = typer.Option(10_000, help="the worker's PERSONASTREAM_MAX_PAGE_COUNTERS"),
          csv: Path = typer.Option(DEFAULT_UCI, help="UCI Online Shoppers CSV; its first 1,000 rows are replayed"),
          keep: bool = typer.Option(False, help="keep the temporary broker home and worker log")) -> None:
     """Soak one worker on a fresh local broker: steady load for minutes; RSS growth and consumer lag."""
@@ -440,7 +443,8 @@ def soak(minutes: float = typer.Option(10.0, help="measured minutes, after the w
         fail(f"{csv} does not exist")
     opts = Options(csv=csv, out=out, json_out=json_out, png=png, command=" ".join(["personastream", *sys.argv[1:]]),
                    minutes=minutes, rate=rate, warmup_minutes=warmup_minutes, session_gap_s=session_gap,
-                   session_retain_s=session_retain, keep=keep)
+                   session_retain_s=session_retain, keep=keep, distinct_visits=distinct_visits,
+                   max_page_counters=max_page_counters)
     for target in run(opts, console)["targets"]:
         console.print(f"{'met' if target['met'] else '[red]not met[/]'}: {target['measure']} = {target['value']} "
                       f"(target {target['target']})")

@@ -29,9 +29,16 @@ class Settings(BaseSettings):
     session_retain_s: float = Field(1800.0, ge=0, description="an ended visit's state is deleted when its "
                                     "partition's event time passes its last event by the gap plus this")
     max_future_s: float = Field(3600.0, gt=0, description="events dated more than this ahead of the worker's "
-                                "clock are dead letters (they would end every open visit of their partition)")
+                                "clock are dead letters")
+    max_clock_lead_s: float = Field(60.0, gt=0, description="a partition's event time runs at most this far ahead "
+                                    "of the worker's clock (keep it well below the gap): an event dated further "
+                                    "ahead is folded into its visit but cannot end the other visits of its partition")
     max_open_visits: int = Field(1_000_000, ge=1000, description="open visits indexed per partition for ending "
-                                 "them by event time; beyond it the least recently active are closed when they return")
+                                 "them by event time; beyond it those with the oldest last events are closed when "
+                                 "they return")
+    max_page_counters: int = Field(50_000, ge=100, description="pages counted for observed page statistics, per "
+                                   "partition of the page observations; counting one more deletes the counters and "
+                                   "observed statistics of the least recently counted")
     batch_size: int = Field(16_000, ge=1, description="events taken per batch by the session agent (fewer when "
                             "the batch window passes first: only a worker that is behind takes full batches, which "
                             "score each visit once for more of its events)")

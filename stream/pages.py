@@ -10,8 +10,9 @@ with the model. Catalog statistics win, then learned ones; observed ones count o
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Iterable, Mapping
 
 import orjson
 
@@ -85,6 +86,34 @@ def observed_stats(page_id: str, counts: Mapping[str, int]) -> PageStats | None:
 OBSERVED_COUNTS = ("views", "entrances", "exits", "bounces")
 
 
+@dataclass
+class CountedPages:
+    """The pages whose views, entrances, exits and bounces the page agent keeps counting: at most
+    ``limit`` page keys per partition, least recently counted first. Counting one more beyond it
+    forgets the least recently counted, whose counters the agent deletes."""
+
+    limit: int
+    _recent: dict[int, OrderedDict[bytes, None]] = field(default_factory=dict, repr=False)
+
+    def __len__(self) -> int:
+        return sum(len(keys) for keys in self._recent.values())
+
+    def restore(self, stored: Iterable[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
+        """Start over from the (partition, page key) pairs a table holds (after a restart or a
+        rebalance), in the order given; returns those beyond the limit, forgotten."""
+        self._recent = {}
+        return [(partition, gone) for partition, key in stored for gone in self.count(partition, key)]
+
+    def count(self, partition: int, key: bytes) -> list[bytes]:
+        """Mark ``key`` counted just now; returns the keys of ``partition`` forgotten for it."""
+        recent = self._recent.get(partition)
+        if recent is None:
+            recent = self._recent[partition] = OrderedDict()
+        recent[key] = None
+        recent.move_to_end(key)
+        return [recent.popitem(last=False)[0] for _ in range(len(recent) - self.limit)]
+
+
 def applied_key(partition: int) -> bytes:
     """The page-counters key of the newest observation offset counted from ``partition``, written with
     the counts it led to, so an observation read again after a rebalance or a crash is not counted
@@ -96,18 +125,26 @@ def applied_key(partition: int) -> bytes:
     return b"\xffapplied:%d" % partition
 
 
-def observation_records(observed: Mapping[str, Mapping[str, int]], partitions: int) -> dict[int, bytes]:
-    """A batch's page observations (page id -> counts) as one page-observations record per partition:
-    partition -> JSON object of the page ids it owns and their counts. A page id's partition is the one
-    Kafka's default partitioner gives it as a key, so each page is counted on one partition.
+PAGES_PER_RECORD = 1000
+"""Pages in one page-observations record at most: under 200 KB however long their ids, well below the
+producer's 1 MB request limit (a batch that ends 200,000 visits observes as many exit pages)."""
+
+
+def observation_records(observed: Mapping[str, Mapping[str, int]], partitions: int) -> list[tuple[int, bytes]]:
+    """A batch's page observations (page id -> counts) as page-observations records: (partition, JSON
+    object of up to :data:`PAGES_PER_RECORD` page ids it owns and their counts). A page id's partition is
+    the one Kafka's default partitioner gives it as a key, so each page is counted on one partition.
 
     >>> observation_records({"home": {"views": 2}, "cart": {"exits": 1}}, partitions=1)
-    {0: b'{"home":{"views":2},"cart":{"exits":1}}'}
+    [(0, b'{"home":{"views":2},"cart":{"exits":1}}')]
     """
-    owned: dict[int, dict[str, Mapping[str, int]]] = {}
+    owned: dict[int, list[dict[str, Mapping[str, int]]]] = {}
     for page_id, counts in observed.items():
-        owned.setdefault(key_hash(page_id.encode()) % partitions, {})[page_id] = counts
-    return {partition: orjson.dumps(pages) for partition, pages in owned.items()}
+        chunks = owned.setdefault(key_hash(page_id.encode()) % partitions, [{}])
+        if len(chunks[-1]) == PAGES_PER_RECORD:
+            chunks.append({})
+        chunks[-1][page_id] = counts
+    return [(partition, orjson.dumps(pages)) for partition, chunks in owned.items() for pages in chunks]
 
 
 def observations(raw: bytes | None) -> dict[str, dict[str, int]]:
@@ -127,7 +164,8 @@ def observations(raw: bytes | None) -> dict[str, dict[str, int]]:
     return pages
 
 
-def compact_json(value: object) -> bytes:
+def compact_json(value: object, option: int = 0) -> bytes:
     """JSON bytes sized to their content: orjson's own result keeps its larger output buffer
-    resident (~4 KB however small the value), which adds up in a table of many keys."""
-    return bytes(memoryview(orjson.dumps(value)))
+    resident (~4 KB however small the value), which adds up in a table of many keys, and in a batch
+    of many outputs (its buffers' freed memory stays with the worker, scattered between what it keeps)."""
+    return bytes(memoryview(orjson.dumps(value, option=option)))

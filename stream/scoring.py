@@ -24,6 +24,7 @@ from models.bandit import ActionPolicy, BetaBandit, Decision
 from models.features import SessionState
 from models.intent import IntentModel
 from models.persona import Assignment, persona_features
+from stream.pages import compact_json
 from stream.persona_sync import SharedPersona
 
 
@@ -40,11 +41,12 @@ class Scorer:
     _explainer: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, "treeshap"), repr=False)
     """Runs TreeSHAP (LightGBM releases the GIL) on another core while personas and actions are decided."""
 
-    def score(self, visits: Sequence[tuple[bytes, SessionState]]) -> dict[bytes, bytes]:
-        """Session key -> PersonaEvent (JSON) of each ``(session key, state)``, in their order; updates
-        each state's ``intent``, ``explained``, ``top`` and ``decision`` in place."""
+    def score(self, visits: Sequence[tuple[bytes, SessionState]]) -> list[bytes]:
+        """The PersonaEvent (JSON) of each ``(session key, state)``, in their order (a session may have
+        several visits among them); updates each state's ``intent``, ``explained``, ``top`` and ``decision``
+        in place."""
         if not visits:
-            return {}
+            return []
         states = [state for _, state in visits]
         rows = [self.intent.row(state) for state in states]
         scores = [float(s) for s in self.intent.score(rows)]
@@ -67,13 +69,13 @@ class Scorer:
                 states[i].explained = scores[i]
                 states[i].top = [[feature, round(value, 4)] for feature, value in top]
                 out[i] = event(i)
-        return {visits[i][0]: out[i] for i in range(len(visits))}
+        return [out[i] for i in range(len(visits))]
 
     def _event(self, key: bytes, state: SessionState, score: float, band: str, assignment: Assignment,
                decision: Decision, bandit: BetaBandit) -> bytes:
         """The visit's :class:`~schemas.persona.PersonaEvent` as JSON, its fields in the model's order."""
         state.intent = score
-        return orjson.dumps({
+        return compact_json({
             "session_id": key.decode(), "visit": state.visit,
             "event_time": datetime.fromtimestamp(state.last_ts, timezone.utc),
             "persona": assignment.name, "persona_id": assignment.persona_id,

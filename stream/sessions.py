@@ -4,8 +4,12 @@ Visits are cut in event time by an inactivity gap; each visit's state is folded 
 then every visit touched by the batch is scored once (:mod:`stream.scoring`) and published, so the
 newest PersonaEvent of a visit always reflects all of its events processed so far.
 
-A visit ends when its session comes back after the gap, or when the partition's event time (the
-newest event seen on it) passes the visit's last event by the gap. An ended visit is learned from
+A visit ends when its session comes back after the gap, or when the partition's event time passes
+the visit's last event by the gap. A partition's event time is the newest event time seen on it, but
+never more than ``max_clock_lead_s`` ahead of the worker's wall clock: an event dated further ahead
+(a fast browser clock) is folded into its visit and moves the partition's time only that far, so it
+cannot end the other visits of its partition. A visit that ends in the batch that folded events into
+it is published with its final state before its session's next visit. An ended visit is learned from
 once by the persona model and feeds the exit and bounce statistics of its last page; its action
 decisions not yet rewarded by a purchase are rewarded 0 (a purchase rewards those before it 1); its state is
 deleted (a changelog tombstone) ``retain_s`` later, so the table holds recent sessions only. The
@@ -15,11 +19,12 @@ rebalance (:meth:`SessionProcessor.restore_index`).
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Callable, Iterable, MutableMapping, Protocol, Sequence
+from typing import Callable, Iterable, Iterator, MutableMapping, Protocol, Sequence
 
 from models.actions import ActionCatalog
 from models.bandit import ActionPolicy, settle
@@ -66,6 +71,9 @@ class Record:
 class BatchResult:
     personas: dict[bytes, bytes] = field(default_factory=dict)
     """session key -> PersonaEvent (JSON) of each visit the batch touched, in the order first touched."""
+    ended_personas: list[tuple[bytes, bytes]] = field(default_factory=list)
+    """(session key, PersonaEvent JSON) of each visit that ended within the batch after it touched it (its
+    session came back after the gap), with its final state, in the order they ended."""
     dead_letters: list[DeadLetter] = field(default_factory=list)
     states: dict[bytes, tuple[int, bytes | None]] = field(default_factory=dict)
     """session key -> (partition, serialized state, or None to delete it) to write to the table and its changelog."""
@@ -75,9 +83,58 @@ class BatchResult:
     closed: int = 0
     """visits ended in this batch."""
 
+    def published(self) -> list[tuple[bytes, bytes]]:
+        """(session key, PersonaEvent JSON) to publish, in order: the ended visits' before the open ones'."""
+        return [*self.ended_personas, *self.personas.items()]
+
     def persona_events(self) -> list[PersonaEvent]:
-        """:attr:`personas` parsed and validated."""
-        return [PersonaEvent.model_validate_json(value) for value in self.personas.values()]
+        """:meth:`published` parsed and validated."""
+        return [PersonaEvent.model_validate_json(value) for _, value in self.published()]
+
+
+@dataclass
+class VisitIndex:
+    """The open visits of one partition ordered by last event time, so the visits idle the longest end
+    first whatever order they were touched in. A heap with lazy deletion: an entry superseded by a newer
+    last event time is skipped when popped, and the heap is rebuilt once such entries outnumber the visits."""
+
+    _last: dict[bytes, float] = field(default_factory=dict)
+    _heap: list[tuple[float, bytes]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self._last)
+
+    def __contains__(self, key: bytes) -> bool:
+        return key in self._last
+
+    def touch(self, key: bytes, last_ts: float) -> None:
+        if self._last.get(key) == last_ts:
+            return
+        self._last[key] = last_ts
+        heapq.heappush(self._heap, (last_ts, key))
+        if len(self._heap) > 2 * len(self._last) + 64:
+            self._heap = [(ts, k) for k, ts in self._last.items()]
+            heapq.heapify(self._heap)
+
+    def pop_idle(self, before: float) -> Iterator[tuple[bytes, float]]:
+        """Remove and yield (key, last event time) of the visits whose last event is before ``before``, oldest first."""
+        while self._heap and self._heap[0][0] < before:
+            if (popped := self._pop()) is not None:
+                yield popped
+
+    def pop_oldest(self) -> tuple[bytes, float] | None:
+        """Remove and return the visit with the oldest last event (None if there is none)."""
+        while self._heap:
+            if (popped := self._pop()) is not None:
+                return popped
+        return None
+
+    def _pop(self) -> tuple[bytes, float] | None:
+        last_ts, key = heapq.heappop(self._heap)
+        if self._last.get(key) != last_ts:
+            return None  # superseded by a newer event of the visit
+        del self._last[key]
+        return key, last_ts
 
 
 @dataclass
@@ -87,12 +144,14 @@ class SessionProcessor:
     gap_s: float = 1800.0
     max_future_s: float = 3600.0
     """Events dated more than this ahead of :attr:`now` are dead letters and move no clock."""
+    max_clock_lead_s: float = 60.0
+    """A partition's event-time clock runs at most this far ahead of :attr:`now`."""
     max_open_visits: int = 1_000_000
-    """Open visits indexed per partition for closing by event time; the least recently touched beyond
-    it are forgotten by the index (closed when their session comes back, as after a restart)."""
+    """Open visits indexed per partition for closing by event time; those with the oldest last events
+    beyond it are forgotten by the index (closed when their session comes back, as after a restart)."""
     now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
-    _open: dict[int, OrderedDict[bytes, float]] = field(default_factory=dict, repr=False)
-    """partition -> open visits (session key -> last event time), least recently touched first."""
+    _open: dict[int, VisitIndex] = field(default_factory=dict, repr=False)
+    """partition -> its open visits."""
     retain_s: float = 1800.0
     """An ended visit's state is deleted once its partition's event time passes its last event by
     the gap plus this (until then a returning session continues its visit count)."""
@@ -102,7 +161,7 @@ class SessionProcessor:
     _ended: dict[int, OrderedDict[bytes, tuple[float, float]]] = field(default_factory=dict, repr=False)
     """partition -> ended visits still stored (session key -> (last event time, wall time ended)), oldest first."""
     _clock: dict[int, float] = field(default_factory=dict, repr=False)
-    """partition -> newest event time seen on it."""
+    """partition -> newest event time seen on it, at most :attr:`max_clock_lead_s` ahead of :attr:`now`."""
 
     @classmethod
     def for_worker(cls, conf: Settings, intent: IntentModel, pages: PageTable,
@@ -112,7 +171,8 @@ class SessionProcessor:
         scorer = Scorer(intent, SharedPersona(personas), conf.top_features, conf.explain_delta,
                         ActionPolicy(catalog, conf.holdout))
         return cls(scorer=scorer, pages=pages, gap_s=conf.session_gap_s, retain_s=conf.session_retain_s,
-                   max_future_s=conf.max_future_s, max_open_visits=conf.max_open_visits)
+                   max_future_s=conf.max_future_s, max_clock_lead_s=conf.max_clock_lead_s,
+                   max_open_visits=conf.max_open_visits)
 
     @property
     def personas(self) -> SharedPersona:
@@ -124,6 +184,7 @@ class SessionProcessor:
         from the stored states (after a restart or a rebalance); returns the number of states read."""
         self._open, self._ended, self._clock = {}, {}, {}
         wall = self.now().timestamp()
+        clock_limit = wall + self.max_clock_lead_s
         found = []
         for key, raw in stored:
             state = _load({key: raw}, key)
@@ -133,8 +194,8 @@ class SessionProcessor:
             if state.closed:
                 self._ended.setdefault(state.partition, OrderedDict())[key] = (last_ts, wall)
             else:
-                self._open.setdefault(state.partition, OrderedDict())[key] = last_ts
-            self._clock[state.partition] = last_ts
+                self._open.setdefault(state.partition, VisitIndex()).touch(key, last_ts)
+            self._clock[state.partition] = min(last_ts, clock_limit)
         return len(found)
 
     def process(self, records: Sequence[Consumed], states: MutableMapping[bytes, bytes]) -> BatchResult:
@@ -142,31 +203,42 @@ class SessionProcessor:
 
         No record can stop the batch: a record that is not a valid event, is dated too far ahead of
         the worker's clock, or fails in any unexpected way becomes a dead letter with the reason.
+        Visits are scored before any of them ends, so an ended visit's PersonaEvent and learning
+        reflect its final state.
         """
         result = BatchResult()
         touched: dict[bytes, tuple[int, SessionState]] = {}
-        horizon = self.now().timestamp() + self.max_future_s
+        ended: list[tuple[bytes, SessionState, bool]] = []
+        wall = self.now().timestamp()
         for record in records:
             try:
-                self._fold(record, states, touched, result, horizon)
+                self._fold(record, states, touched, ended, result, wall)
             except EventError as exc:
                 result.dead_letters.append(self._dead_letter(record, exc.reason))
             except Exception as exc:  # noqa: BLE001 - any failure of one record is that record's dead letter
                 result.dead_letters.append(self._dead_letter(record, f"unexpected {type(exc).__name__}: {exc}"))
+        self._index(touched)
+        result.ended_personas = self._score([(key, state) for key, state, unpublished in ended if unpublished],
+                                            result)
+        result.personas = dict(self._score([(key, state) for key, (_, state) in touched.items()], result))
+        for _, state, _ in ended:
+            self._close(state, result)
         self._sweep({r.partition for r in records}, touched, states, result)
-        result.personas = self._score(touched, result)
         for key, (partition, state) in touched.items():
             result.states[key] = (partition, state.to_bytes())
         return result
 
     def _fold(self, record: Consumed, states: MutableMapping[bytes, bytes],
-              touched: dict[bytes, tuple[int, SessionState]], result: BatchResult, horizon: float) -> None:
-        """Apply one record to its visit; raise :class:`EventError` if it is not a valid event."""
+              touched: dict[bytes, tuple[int, SessionState]], ended: list[tuple[bytes, SessionState, bool]],
+              result: BatchResult, wall: float) -> None:
+        """Apply one record to its visit; raise :class:`EventError` if it is not a valid event. A visit
+        its session comes back to after the gap goes to ``ended`` (to be closed once the batch is scored),
+        with whether the batch touched it (then it is published once more, with its final state)."""
         event = parse_event(record.value)
         if record.key != event.session_id.encode():
             raise EventError("record key must be the event's session_id (partitioning by session)")
         ts = event.ts.timestamp()
-        if ts > horizon:
+        if ts > wall + self.max_future_s:
             raise EventError(f"event time {event.ts.isoformat()} is more than {self.max_future_s:g} s ahead "
                              "of the worker's clock")
         key = record.key
@@ -177,7 +249,7 @@ class SessionProcessor:
             return
         if state is None or state.closed or ts - state.last_ts > self.gap_s:
             if state is not None and not state.closed:
-                self._close(state, result)
+                ended.append((key, state, entry is not None))
             state = start_visit(state, event)
         if is_duplicate(state, event.event_id):
             result.duplicates += 1
@@ -189,26 +261,31 @@ class SessionProcessor:
         if event.type == "page_view" and not state.bot and self.pages.observes(event.page.id):
             self._observe(result, event.page.id, views=1, entrances=int(state.page_views == 1))
         touched[key] = (record.partition, state)
-        opened = self._open.get(record.partition)
-        if opened is None:
-            opened = self._open[record.partition] = OrderedDict()
-        opened[key] = state.last_ts
-        opened.move_to_end(key)
-        while len(opened) > self.max_open_visits:
-            opened.popitem(last=False)  # forgotten, not closed: it closes when its session comes back
-        self._clock[record.partition] = max(self._clock.get(record.partition, -math.inf), ts)
+        self._clock[record.partition] = max(self._clock.get(record.partition, -math.inf),
+                                            min(ts, wall + self.max_clock_lead_s))
 
-    def _score(self, touched: dict[bytes, tuple[int, SessionState]], result: BatchResult) -> dict[bytes, bytes]:
-        """The batch's PersonaEvents (session key -> JSON), scored together; if that fails, visit by visit,
+    def _index(self, touched: dict[bytes, tuple[int, SessionState]]) -> None:
+        """Index the batch's visits by their last event times (once a batch, not once an event)."""
+        for key, (partition, state) in touched.items():
+            opened = self._open.get(partition)
+            if opened is None:
+                opened = self._open[partition] = VisitIndex()
+            opened.touch(key, state.last_ts)
+            if len(opened) > self.max_open_visits:
+                opened.pop_oldest()  # forgotten, not closed: it closes when its session comes back
+
+    def _score(self, visits: list[tuple[bytes, SessionState]], result: BatchResult) -> list[tuple[bytes, bytes]]:
+        """(session key, PersonaEvent JSON) of ``visits``, scored together; if that fails, visit by visit,
         and a visit that cannot be scored is a dead letter (its events stay folded)."""
-        visits = [(key, state) for key, (_, state) in touched.items()]
+        if not visits:
+            return []
         try:
-            return self.scorer.score(visits)
+            return list(zip((key for key, _ in visits), self.scorer.score(visits)))
         except Exception:  # noqa: BLE001 - find the visit that fails; the others are published
-            out = {}
+            out = []
             for key, state in visits:
                 try:
-                    out.update(self.scorer.score([(key, state)]))
+                    out += zip([key], self.scorer.score([(key, state)]))
                 except Exception as exc:  # noqa: BLE001
                     result.dead_letters.append(DeadLetter.for_payload(
                         None, reason=f"visit could not be scored: unexpected {type(exc).__name__}: {exc}",
@@ -225,11 +302,10 @@ class SessionProcessor:
         and delete the state of visits ended longer than :attr:`retain_s` ago."""
         for partition in partitions:
             clock = self._clock.get(partition, -math.inf)
-            opened = self._open.get(partition)
+            opened = self._open.get(partition, VisitIndex())
             ended = self._ended.setdefault(partition, OrderedDict())
             wall = self.now().timestamp()
-            while opened and next(iter(opened.values())) < clock - self.gap_s:
-                key, last_ts = opened.popitem(last=False)
+            for key, last_ts in list(opened.pop_idle(clock - self.gap_s)):
                 state = touched[key][1] if key in touched else _load(states, key)
                 if state is None or state.closed:
                     continue

@@ -241,3 +241,13 @@ def test_own_traffic_section_shows_the_profiles_of_a_site_model_more_than_15_per
     assert "more than 15% slower in the processor alone: the processor's profile with each model" in text
     assert "through the broker" not in text.split("more than 15% slower")[1].split(":")[0]
     assert text.count("| `score (models/intent.py:10)` | 0.2 | 22.0% |") == 2
+
+
+def test_the_soaks_distinct_burst_is_one_valid_event_per_new_session_and_new_page():
+    from bench.soak import distinct_burst
+
+    burst = distinct_burst(2000, random.Random(3), ts=1_700_000_000.0)
+    events = [parse_event(record.value) for record in burst]
+    assert len({e.session_id for e in events}) == len({e.page.id for e in events}) == 2000
+    assert all(record.key == e.session_id.encode() and e.type == "page_view" for record, e in zip(burst, events))
+    assert {e.ts.timestamp() for e in events} == {1_700_000_000.0}

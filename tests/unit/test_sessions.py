@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import tracemalloc
+from datetime import datetime
 from unittest.mock import ANY
 
 import orjson
@@ -16,7 +18,7 @@ from schemas.persona import PersonaEvent
 from stream.pages import MIN_VIEWS, PageTable, observed_stats, page_record
 from stream.persona_sync import SharedPersona
 from stream.scoring import Scorer
-from stream.sessions import Record, SessionProcessor
+from stream.sessions import Record, SessionProcessor, VisitIndex
 from stream.tools.offline import score_uci
 
 
@@ -70,10 +72,10 @@ def test_batches_of_any_size_give_the_same_final_score(intent, sample_frame):
     offline = score_uci(frame, intent)
     for size in (1, 7, 100):
         proc, states, latest = processor(intent, top_features=0), {}, {}
-        for session in sessions(frame):
+        for index, session in enumerate(sessions(frame)):
             for stats in session.pages:
                 proc.pages.apply(*page_record(stats))
-            recs = records(session.events)
+            recs = records(session.events, partition=index)  # each its own clock: the rows' dates are not in order
             for start in range(0, len(recs), size):
                 result = proc.process(recs[start:start + size], states)
                 for key, (_, blob) in result.states.items():
@@ -299,7 +301,7 @@ def test_an_ended_visit_is_deleted_after_the_retention_and_a_returning_one_is_ke
 
 def test_a_restarted_processor_rebuilds_its_index_from_the_table_and_ends_visits(intent):
     before, states = processor(intent, gap_s=1800), {}
-    run(before, records(visit("old", 0, 2) + visit("older", 0, 1, hour=9)), states)
+    run(before, records(visit("old", 0, 2) + visit("older", 45, 1, hour=9)), states)
     after = processor(intent, gap_s=1800)
     assert after.restore_index(states.items()) == 2
     result = run(after, records(visit("new", 45, 1)), states)  # 45 minutes on: both are idle > gap
@@ -330,11 +332,12 @@ def test_every_persona_event_is_what_pydantic_writes(intent, sample_frame):
     """The scorer writes PersonaEvents with orjson: each validates and dumps back to the same bytes."""
     proc, states, written = processor(intent, explain_delta=0.0), {}, []
     proc.scorer.actions.holdout = 0.3
-    for session in sessions(sample_frame.head(60)):
+    for index, session in enumerate(sessions(sample_frame.head(60))):
         for stats in session.pages:
             proc.pages.apply(*page_record(stats))
-        for start in range(0, len(session.events), 5):
-            written += run(proc, records(session.events[start:start + 5]), states).personas.values()
+        for start in range(0, len(session.events), 5):  # each row on its own partition: their dates are not in order
+            written += [value for _, value in run(proc, records(session.events[start:start + 5], partition=index),
+                                                  states).published()]
     times = ("2024-05-01T03:00:00Z", 1714532400.123456)
     odd = [{**e, "ts": ts, "bot": True} for e, ts in zip(visit("odd", 3, 2), times)]
     written += run(proc, records(odd), states).personas.values()
@@ -356,3 +359,113 @@ def test_observed_page_statistics_are_published_from_the_views_a_page_table_uses
     table = PageTable(prior=(0.5, 0.5, 0.0))
     table.apply(*page_record(stats))
     assert table("p") == (0.4, 5 / MIN_VIEWS, 0.0) == (stats.bounce_rate, stats.exit_rate, stats.page_value)
+
+
+# --- event time: one visitor's clock cannot end or hold up the others' visits -------------------------
+
+
+def at(iso: str):
+    """A worker's wall clock stopped at ``iso``."""
+    stopped = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    return lambda: stopped
+
+
+def test_an_event_dated_ahead_of_the_wall_clock_ends_no_other_visit(intent):
+    proc, states = processor(intent, gap_s=1800), {}
+    proc.now = at("2024-05-01T10:30:00Z")
+    run(proc, records([e for i in range(100) for e in visit(f"v{i}", 20, 1)]), states)
+    fast = [{**visit(f"fast{i}", 0, 1)[0], "ts": "2024-05-01T11:15:00Z"} for i in range(8)]  # 45 min ahead
+    assert run(proc, records(fast), states).closed == 0
+    back = run(proc, records([e for i in range(100) for e in visit(f"v{i}", 25, 1)]), states)
+    assert back.closed == 0
+    assert {(p.visit, p.events_seen) for p in back.persona_events()} == {(0, 2)}
+
+
+def test_the_clock_runs_at_most_the_lead_ahead_of_the_wall_clock_and_with_event_time_behind_it(intent):
+    proc, states = processor(intent, gap_s=1800), {}
+    proc.now = at("2024-05-01T12:00:00Z")
+    run(proc, records([{**visit("ahead", 0, 1)[0], "ts": "2024-05-01T12:50:00Z"}]), states)
+    assert proc._clock[0] == datetime.fromisoformat("2024-05-01T12:01:00+00:00").timestamp()
+    old = run(proc, records(visit("past", 0, 1, hour=9)), states)
+    assert old.closed == 1  # idle for longer than the gap on the partition's clock: ended once published
+    replay = processor(intent, gap_s=1800)  # historical data: the clock follows event time
+    replay.now = proc.now
+    run(replay, records(visit("h1", 0, 1, hour=6)), {})
+    assert replay._clock[0] == datetime.fromisoformat("2024-05-01T06:00:00+00:00").timestamp()
+
+
+def test_a_visit_dated_ahead_does_not_hold_up_the_ending_of_idle_visits(intent):
+    """The visit ahead is the least recently touched, idle ones behind it still end by event time."""
+    proc, states = processor(intent, gap_s=1800), {}
+    run(proc, records([{**visit("ahead", 0, 1)[0], "ts": "2024-05-01T10:25:00Z"}]), states)
+    run(proc, records(visit("idle1", 0, 1) + visit("idle2", 1, 1)), states)
+    result = run(proc, records(visit("tick", 40, 1)), states)
+    assert result.closed == 2 and not SessionState.from_bytes(states[b"ahead"]).closed
+    assert {k for k in (b"idle1", b"idle2") if SessionState.from_bytes(states[k]).closed} == {b"idle1", b"idle2"}
+
+
+def test_a_restored_clock_is_bounded_by_the_wall_clock_too(intent):
+    before, states = processor(intent, gap_s=1800), {}
+    before.now = at("2024-05-01T10:30:00Z")
+    run(before, records(visit("open", 20, 1) + [{**visit("ahead", 0, 1)[0], "ts": "2024-05-01T11:15:00Z"}]),
+        states)
+    after = processor(intent, gap_s=1800)
+    after.now = before.now
+    after.restore_index(states.items())
+    back = run(after, records(visit("open", 25, 1)), states)
+    assert back.closed == 0 and back.persona_events()[-1].visit == 0
+
+
+def test_the_visit_index_pops_idle_visits_oldest_first_whatever_the_touch_order():
+    index = VisitIndex()
+    for key, ts in ((b"late", 50.0), (b"a", 10.0), (b"b", 20.0), (b"a", 30.0)):
+        index.touch(key, ts)
+    assert len(index) == 3 and b"a" in index
+    assert list(index.pop_idle(before=35.0)) == [(b"b", 20.0), (b"a", 30.0)]
+    assert index.pop_oldest() == (b"late", 50.0) and len(index) == 0 and index.pop_oldest() is None
+    for ts in range(10_000):
+        index.touch(b"busy", float(ts))
+    assert len(index._heap) < 100  # superseded entries are dropped, not kept per event
+
+
+# --- a visit that ends within a batch -------------------------------------------------------------------
+
+
+def _sequence(results) -> list[tuple[str, int, int]]:
+    return [(p.session_id, p.visit, p.events_seen) for result in results for p in result.persona_events()]
+
+
+def test_a_visit_ending_in_the_batch_of_the_next_one_is_published_with_its_final_state(intent):
+    events = [*visit("s", 0, 1, hour=12), *visit("s", 5, 1, hour=12), *visit("s", 0, 1, hour=14)]
+    for size in (1, 2, 3):
+        proc, states = processor(intent, gap_s=1800), {}
+        recs = records(events)
+        results = [run(proc, recs[i:i + size], states) for i in range(0, len(recs), size)]
+        published = _sequence(results)
+        assert published[-2:] == [("s", 0, 2), ("s", 1, 1)], (size, published)
+        assert sum(r.closed for r in results) == 1 and proc.personas.learner.learned == 1
+        assert sum(r.page_observations.get("p0", {}).get("exits", 0) for r in results) == 1
+
+
+def test_every_visit_of_a_session_ending_within_one_batch_is_published_in_order(intent):
+    events = [*visit("m", 0, 2, hour=9), *visit("m", 0, 3, hour=11), *visit("m", 0, 1, hour=13)]
+    proc, states = processor(intent, gap_s=1800), {}
+    result = run(proc, records(events), states)
+    assert _sequence([result]) == [("m", 0, 2), ("m", 1, 3), ("m", 2, 1)]
+    assert list(result.personas) == [b"m"] and result.closed == 2
+    assert SessionState.from_bytes(states[b"m"]).visit == 2
+
+
+def test_a_batch_keeps_its_outputs_sized_to_their_content(intent):
+    """A batch's PersonaEvents and states are as big as their JSON, not orjson's ~4 KB output buffer
+    each: the batch holds them until delivered, and a worker keeps the memory a batch took."""
+    recs = records([e for i in range(500) for e in visit(f"sized{i}", 0, 1)])
+    proc = processor(intent)
+    proc.process(recs[:10], {})  # caches filled
+    tracemalloc.start()
+    try:
+        result = proc.process(recs[10:], {})
+        kept = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert len(result.personas) == 490 and kept / 490 < 2000, f"{kept / 490:.0f} B kept per one-event visit"
