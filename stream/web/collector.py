@@ -85,15 +85,20 @@ def collect(items: list[object], device: ClientDevice, source: str = "collector"
     for index, item in enumerate(items):
         if isinstance(item, dict):
             item = _with_device(item, device)
-        raw = item if isinstance(item, bytes) else orjson.dumps(item)
+        note = None
         try:
+            raw = item if isinstance(item, bytes) else orjson.dumps(item)
             event = parse_event(raw)
+        except orjson.JSONEncodeError as exc:  # orjson reads 1,024 levels of nesting but writes only 255
+            reason, raw, note = f"event nested too deeply to be encoded again ({exc})", b"", "payload not kept"
         except EventError as exc:
-            out.rejected.append({"index": index, "reason": exc.reason})
-            out.dead_letters.append(DeadLetter.for_payload(raw, reason=exc.reason, topic=source, partition=-1,
-                                                           offset=index, received_at=now))
+            reason = exc.reason
+        else:
+            out.accepted.append((event.session_id.encode(), event.model_dump_json().encode()))
             continue
-        out.accepted.append((event.session_id.encode(), event.model_dump_json().encode()))
+        out.rejected.append({"index": index, "reason": reason})
+        out.dead_letters.append(DeadLetter.for_payload(raw, reason=reason, topic=source, partition=-1, offset=index,
+                                                       received_at=now, note=note))
     return out
 
 

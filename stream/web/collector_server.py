@@ -12,11 +12,12 @@ from aiokafka import AIOKafkaProducer
 
 from stream.config import Settings
 from stream.web.collector import MAX_BODY_BYTES, TRACKER, BodyError, RateLimiter, receive, reply
+from stream.web.guard import answer_failures
 
 
 def build(conf: Settings) -> web.Application:
     """The collector's aiohttp application; its producer starts and stops with it."""
-    app = web.Application(client_max_size=MAX_BODY_BYTES + 1)
+    app = web.Application(client_max_size=MAX_BODY_BYTES + 1, middlewares=[answer_failures])
     limiter = RateLimiter(per_s=conf.collect_requests_per_s, burst=5 * conf.collect_requests_per_s)
 
     async def producer(app: web.Application):
@@ -33,9 +34,10 @@ def build(conf: Settings) -> web.Application:
         except BodyError as exc:
             return web.json_response({"error": exc.reason}, status=exc.status)
         send = request.app["producer"].send
-        deliveries = [await send(conf.events_topic, value, key=key) for key, value in result.accepted]
-        deliveries += [await send(conf.dlq_topic, letter.model_dump_json().encode()) for letter in result.dead_letters]
         try:
+            deliveries = [await send(conf.events_topic, value, key=key) for key, value in result.accepted]
+            deliveries += [await send(conf.dlq_topic, letter.model_dump_json().encode())
+                           for letter in result.dead_letters]
             await asyncio.gather(*deliveries)
         except Exception as exc:  # noqa: BLE001 - Kafka unreachable: the client may send again
             return web.json_response({"error": f"events not stored: {type(exc).__name__}"}, status=503)

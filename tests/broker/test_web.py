@@ -104,3 +104,30 @@ def test_browsers_of_allowed_origins_only_may_call_the_collector(pipeline):
     assert headers.get("Access-Control-Allow-Origin") == ORIGIN
     _, headers, _ = request(worker.web_port, "/collect", body, "text/plain", headers={"Origin": "https://evil.example"})
     assert "Access-Control-Allow-Origin" not in headers
+
+
+
+def deep_event(sid: str, depth: int) -> bytes:
+    """JSON of a valid event with an unknown field nested ``depth`` levels deep (orjson reads 1,024 levels and
+    writes 255)."""
+    event = {**visit_events(sid, 2)[1], "extra": "@@deep@@"}
+    return orjson.dumps(event).replace(b'"@@deep@@"', b"[" * (depth - 1) + b"]" * (depth - 1))
+
+
+def test_deeply_nested_events_are_answered_by_the_app_not_by_an_exception(pipeline):
+    pipeline.cli("topics")
+    worker, collector = pipeline.start_worker(), pipeline.start_collector()
+    pipeline.status(worker)
+    for door, process in (("worker", worker), ("collector", collector)):
+        for depth in (256, 300, 1000):
+            sid = f"tokDeep{door}{depth}"
+            valid, deep = orjson.dumps(visit_events(sid, 1)[0]), deep_event(sid, depth)
+            for body, content_type in ((b"[" + valid + b"," + deep + b"]", "application/json"),
+                                       (valid + b"\n" + deep, "text/plain")):
+                status, _, reply = request(process.web_port, "/collect", body, content_type)
+                assert status == 202, (door, depth, content_type, status, reply[:300])
+                reply = orjson.loads(reply)
+                assert reply["accepted"] == 1 and [r["index"] for r in reply["rejected"]] == [1], (door, depth, reply)
+                assert "nested" in reply["rejected"][0]["reason"], reply
+    for door, log in (("worker", pipeline.worker_log(0)), ("collector", pipeline.collector_log(0))):
+        assert "Traceback" not in log and "Error handling request" not in log, f"{door} log:\n{log[-3000:]}"
