@@ -102,9 +102,11 @@ def collect(items: list[object], device: ClientDevice, source: str = "collector"
     return out
 
 
-async def receive(request: Request, limiter: "RateLimiter") -> Collected:
+async def receive(request: Request, writers: "Writers", limiter: "RateLimiter") -> Collected:
     """The events of one ``POST /collect``, validated; :class:`BodyError` for a request refused as a whole
-    (rate limit, size, content type, body)."""
+    (origin, rate limit, size, content type, body)."""
+    if not writers.allow(request.headers.get("Origin")):
+        raise BodyError(403, "this origin may not send events")
     if not limiter.allow(request.remote or ""):
         raise BodyError(429, "too many requests from this client")
     if (request.content_length or 0) > MAX_BODY_BYTES:
@@ -128,6 +130,24 @@ def _with_device(item: dict, device: ClientDevice) -> dict:
     if device.bot:
         item["bot"] = True
     return item
+
+
+@dataclass(frozen=True)
+class Writers:
+    """Who may send events: browser pages of the allowed origins (CORS only limits what a page may *read*;
+    ``sendBeacon`` and form-like POSTs are sent from any page), and clients that send no ``Origin`` header
+    (servers, curl) if ``no_origin``.
+
+    >>> writers = Writers(frozenset({"https://shop.example"}), no_origin=False)
+    >>> [writers.allow(origin) for origin in ("https://shop.example", "https://evil.example", "null", None)]
+    [True, False, False, False]
+    """
+
+    origins: frozenset[str]
+    no_origin: bool
+
+    def allow(self, origin: str | None) -> bool:
+        return self.no_origin if origin is None else origin in self.origins
 
 
 class RateLimiter:

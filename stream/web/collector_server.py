@@ -11,13 +11,14 @@ from aiohttp import web
 from aiokafka import AIOKafkaProducer
 
 from stream.config import Settings
-from stream.web.collector import MAX_BODY_BYTES, TRACKER, BodyError, RateLimiter, receive, reply
+from stream.web.collector import MAX_BODY_BYTES, TRACKER, BodyError, RateLimiter, Writers, receive, reply
 from stream.web.guard import answer_failures
 
 
 def build(conf: Settings) -> web.Application:
     """The collector's aiohttp application; its producer starts and stops with it."""
     app = web.Application(client_max_size=MAX_BODY_BYTES + 1, middlewares=[answer_failures])
+    writers = Writers(frozenset(conf.origins), conf.allow_no_origin)
     limiter = RateLimiter(per_s=conf.collect_requests_per_s, burst=5 * conf.collect_requests_per_s)
 
     async def producer(app: web.Application):
@@ -30,7 +31,7 @@ def build(conf: Settings) -> web.Application:
 
     async def collect(request: web.Request) -> web.Response:
         try:
-            result = await receive(request, limiter)
+            result = await receive(request, writers, limiter)
         except BodyError as exc:
             return web.json_response({"error": exc.reason}, status=exc.status)
         send = request.app["producer"].send

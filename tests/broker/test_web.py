@@ -131,3 +131,32 @@ def test_deeply_nested_events_are_answered_by_the_app_not_by_an_exception(pipeli
                 assert "nested" in reply["rejected"][0]["reason"], reply
     for door, log in (("worker", pipeline.worker_log(0)), ("collector", pipeline.collector_log(0))):
         assert "Traceback" not in log and "Error handling request" not in log, f"{door} log:\n{log[-3000:]}"
+
+
+def test_only_pages_of_allowed_origins_may_write_events(pipeline):
+    """A POST /collect whose Origin is not allowed is refused (403) and produces nothing; one without an Origin
+    is allowed by default (the worker) and refused with PERSONASTREAM_ALLOW_NO_ORIGIN=false (the collector)."""
+    pipeline.settings["PERSONASTREAM_ALLOWED_ORIGINS"] = ORIGIN
+    pipeline.cli("topics")
+    worker, collector = pipeline.start_worker(), pipeline.start_collector(PERSONASTREAM_ALLOW_NO_ORIGIN="false")
+    pipeline.status(worker)
+    cases = [  # (name, headers, status from the worker, status from the collector)
+        ("allowed", {"Origin": ORIGIN}, 202, 202),
+        ("other site", {"Origin": "https://evil.example"}, 403, 403),
+        ("look-alike", {"Origin": f"{ORIGIN}.evil.example"}, 403, 403),
+        ("opaque origin", {"Origin": "null"}, 403, 403),
+        ("no origin", {}, 202, 403),
+    ]
+    written, answers = set(), []
+    for door, process in (("worker", worker), ("collector", collector)):
+        for name, headers, *statuses in cases:
+            sid = f"tokOrigin{door}{len(answers)}"
+            status, _, reply = request(process.web_port, "/collect", orjson.dumps(visit_events(sid, 2)), "text/plain",
+                                       headers=headers)
+            answers.append((door, name, status, statuses[door == "collector"], orjson.loads(reply)))
+            if status == 202:
+                written.add(sid)
+    wrong = [answer for answer in answers if answer[2] != answer[3] or (answer[2] == 403) != ("error" in answer[4])]
+    assert not wrong, f"(door, case, status, expected, reply): {wrong}"
+    produced = {orjson.loads(record.value)["session_id"] for record in pipeline.read_records(pipeline.topic("events"))}
+    assert produced == written and len(written) == 3

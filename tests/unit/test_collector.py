@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import doctest
 
 import orjson
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from stream.web.collector import MAX_BODY_BYTES, MAX_EVENTS, BodyError, RateLimiter, collect, split_body
+import stream.web.collector
+from stream.web.collector import MAX_BODY_BYTES, MAX_EVENTS, BodyError, RateLimiter, Writers, collect, split_body
 from stream.web.guard import answer_failures
 from stream.web.useragent import UNKNOWN, client_device
 
@@ -112,3 +114,16 @@ def test_an_unexpected_failure_is_answered_by_the_app():
             return response.status, await response.json()
 
     assert asyncio.run(call()) == (500, {"error": "internal error (RuntimeError)"})
+
+
+def test_doctests() -> None:
+    assert doctest.testmod(stream.web.collector).failed == 0
+
+
+@pytest.mark.parametrize("no_origin", [True, False])
+def test_only_allowed_origins_write_and_requests_without_one_as_configured(no_origin):
+    writers = Writers(frozenset({"https://shop.example", "http://127.0.0.1:8000"}), no_origin)
+    assert writers.allow("https://shop.example") and writers.allow("http://127.0.0.1:8000")
+    assert not any(writers.allow(origin) for origin in ("https://evil.example", "https://shop.example.evil.example",
+                                                        "http://shop.example", "null", ""))
+    assert writers.allow(None) is no_origin
