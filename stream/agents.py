@@ -34,7 +34,7 @@ from stream.app import (
 )
 from stream.delivery import deliver, track
 from stream.intake import ack
-from stream.logs import collapse_repeats, log_at_handler_level
+from stream.logs import log_at_handler_level
 from stream.pages import applied_key, compact_json, observation_records, observations, observed_stats, page_record
 from stream.persona_sync import BANDIT_KEY, PERSONA_KEY, snapshot
 from stream.sessions import BatchResult
@@ -85,10 +85,8 @@ from the table (recovered by then: Faust delivers no event before its tables are
 
 
 @app.task
-async def quiet_repeated_errors() -> None:
-    """Collapse the Kafka client's per-retry log lines, and skip the debug lines no handler takes
-    (the worker's log handlers exist by now)."""
-    collapse_repeats()
+async def skip_unhandled_debug_lines() -> None:
+    """Skip the debug lines no handler takes (Faust's start-up spinner is done by now)."""
     log_at_handler_level()
 
 

@@ -16,6 +16,7 @@ import faust
 
 from stream import config, gc_pauses
 from stream.intake import App
+from stream.logs import GuardedWorker
 from stream.topics import page_observations_topic, persona_learning_topic, persona_model_topic
 from stream.web.guard import answer_failures
 
@@ -44,6 +45,7 @@ app = App(
     web_port=settings.web_port,
     web_host="127.0.0.1",
     web_application_options={"middlewares": [answer_failures]},
+    Worker=GuardedWorker,
     stream_buffer_maxsize=settings.buffer_maxsize,
     broker_max_poll_records=2000,
     fetch_min_bytes=settings.fetch_min_bytes,

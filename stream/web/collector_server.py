@@ -5,12 +5,14 @@ processing. It answers ``POST /collect`` and ``GET /tracker.js`` exactly as a wo
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import aiohttp_cors
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
 
 from stream.config import Settings
+from stream.logs import guard_log_lines
 from stream.web.collector import MAX_BODY_BYTES, TRACKER, BodyError, RateLimiter, Writers, receive, reply
 from stream.web.guard import answer_failures
 
@@ -57,4 +59,7 @@ def build(conf: Settings) -> web.Application:
 
 
 def serve(conf: Settings, port: int) -> None:
-    web.run_app(build(conf), host="127.0.0.1", port=port, print=None)
+    """Run the collector until it is stopped; no access log, other lines collapsed and scrubbed."""
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s")
+    guard_log_lines()
+    web.run_app(build(conf), host="127.0.0.1", port=port, print=None, access_log=None)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -160,3 +162,62 @@ def test_only_pages_of_allowed_origins_may_write_events(pipeline):
     assert not wrong, f"(door, case, status, expected, reply): {wrong}"
     produced = {orjson.loads(record.value)["session_id"] for record in pipeline.read_records(pipeline.topic("events"))}
     assert produced == written and len(written) == 3
+
+
+HOSTILE_REQUESTS = [  # raw HTTP that aiohttp refuses before any handler, each with an email in the request's text
+    b"GET /collect?contact=jane.doe@example.com&pad=" + b"x" * 9000 + b" HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"POST /collect HTTP/1.1\r\nHost: a\r\nX-Contact jane.doe@example.com\r\n\r\n",
+    b"POST /collect HTTP/1.1\r\nHost: a\r\nX-Contact: jane.doe@example.com\x01\r\n\r\n",
+    b"POST /c\x00llect?jane.doe@example.com HTTP/1.1\r\nHost: a\r\n\r\n",
+]
+
+
+def send_raw(port: int, requests: list[bytes], concurrency: int = 10) -> list[bytes]:
+    """Send each raw request on its own connection; the status line of each answer."""
+
+    async def one(data: bytes, limit: asyncio.Semaphore) -> bytes:
+        async with limit:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            try:
+                writer.write(data)
+                await writer.drain()
+                return (await reader.read()).split(b"\r\n", 1)[0]
+            finally:
+                writer.close()
+
+    async def send() -> list[bytes]:
+        limit = asyncio.Semaphore(concurrency)
+        return await asyncio.gather(*(one(data, limit) for data in requests))
+
+    return asyncio.run(send())
+
+
+def test_hostile_requests_write_no_personal_data_and_little_into_the_logs(pipeline):
+    """1,000 requests that aiohttp refuses (400), each with an email in its text, to the worker and to the
+    collector: their log lines are scrubbed (no email, no client address) and collapsed (a few KB)."""
+    pipeline.cli("topics")
+    worker, collector = pipeline.start_worker(), pipeline.start_collector()
+    pipeline.wait_for(lambda: "Worker]: Ready" in pipeline.worker_log(0), "the worker to be ready")
+    logs = {"worker": pipeline.home / "worker-0.log", "collector": pipeline.home / "collector-0.log"}
+    problems, grown = [], {}
+    for door, process in (("worker", worker), ("collector", collector)):
+        before = logs[door].stat().st_size
+        started = time.monotonic()
+        answers = send_raw(process.web_port, HOSTILE_REQUESTS * 250)
+        elapsed = time.monotonic() - started
+        assert all(answer.split(b" ")[1:2] == [b"400"] for answer in answers), set(answers)
+        time.sleep(1)  # let the last lines reach the file
+        written = logs[door].read_bytes()[before:].decode(errors="replace")
+        grown[door] = f"{len(written):,} bytes ({elapsed:.1f} s)"
+        request_lines = [line for line in written.splitlines() if "request" in line.lower()]
+        if not request_lines:
+            problems.append(f"{door}: no log line about the refused requests")
+        if "jane.doe" in written or "example.com" in written:
+            problems.append(f"{door}: the email is in the log")
+        if [line for line in request_lines if "127.0.0.1" in line]:
+            problems.append(f"{door}: the client address is in the log")
+        if len(written) > 16_384:
+            problems.append(f"{door}: {len(written):,} bytes of log")
+        if problems:
+            problems.append(f"{door} log tail:\n{written[-2500:]}")
+    assert not problems, f"log growth for 1,000 hostile requests: {grown}\n" + "\n".join(problems)
