@@ -2,7 +2,8 @@
 
 Dead letters are stored and published, so they follow :mod:`schemas.privacy` like events do: the
 payload and the reason (which may echo input values) are scrubbed *before* they are cut, and cut
-so that no partial identifier is left at the cut.
+so that no partial identifier is left at the cut; in the payload, a quoted token that validation
+would reject as a personal id is replaced as well.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ class DeadLetter(BaseModel):
     @field_validator("payload")
     @classmethod
     def _scrub_payload(cls, value: str) -> str:
-        return scrub_text(value, MAX_PAYLOAD_CHARS)
+        return scrub_text(value, MAX_PAYLOAD_CHARS, strings=True)
 
     @classmethod
     def for_payload(cls, raw: bytes | None, **fields: object) -> "DeadLetter":

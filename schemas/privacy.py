@@ -38,6 +38,11 @@ digits, invisible format characters) and the bracketed obfuscations ``(at)``/``[
   ("uci-12329-1066", hex digests, UUIDs, dates); a bare 10-digit number or a 7-digit local number
   without area code is not recognised in free text.
 
+**Dead-letter payloads** are free text in which, besides, every quoted token (a JSON string, also
+one cut off at the end) is judged by the rule of the opaque identifiers and replaced by its
+placeholder if that rule rejects it as personal: whatever rejects an event for its ``session_id``
+or ``event_id`` (``"4155550172"``) is not kept in its dead letter.
+
 Digits glued to letters (``ab4111111111111111``) are not read as cards or phones, so random
 tokens (UUIDs, ``secrets.token_urlsafe``, hex digests) are never mistaken for identifiers.
 ``page.path`` also loses its query and fragment, and long random tokens (32+ characters of
@@ -320,8 +325,10 @@ def _phone(text: str, groups: list[tuple[int, int]], sizes: list[int], i: int) -
     return best
 
 
-def _replace(text: str, tokens: bool = False, ipv4: bool = True) -> str:
+def _replace(text: str, tokens: bool = False, ipv4: bool = True, strings: bool = False) -> str:
     """``text`` (already decoded) with every identifier replaced by its placeholder."""
+    if strings and '"' in text:
+        text = _STRING.sub(_judged_as_id, text)
     if "@" in text:
         text = _EMAIL.sub(EMAIL, text)
     if ":" in text:
@@ -349,32 +356,33 @@ def _splice(text: str, spans: list[tuple[int, int, str]]) -> str:
 # -- the rules ------------------------------------------------------------------------------------
 
 
-def scrub(text: str, tokens: bool = False) -> str:
+def scrub(text: str, tokens: bool = False, strings: bool = False) -> str:
     """``text`` with identifiers replaced by placeholders, in any of the notations :func:`decode` undoes.
 
     Returns ``text`` itself when it holds no identifier; otherwise its decoded form with the
-    identifiers replaced. ``tokens`` also replaces long random tokens (for URL paths).
+    identifiers replaced. ``tokens`` also replaces long random tokens (for URL paths); ``strings``
+    also judges every quoted token as an opaque id is judged (for dead-letter payloads).
     """
-    if not _suspect(text) and not (tokens and len(text) >= 32 and _LONG_TOKEN.search(text)):
+    if not strings and not _suspect(text) and not (tokens and len(text) >= 32 and _LONG_TOKEN.search(text)):
         return text
     decoded = decode(text)
-    replaced = _replace(decoded, tokens)
+    replaced = _replace(decoded, tokens, strings=strings)
     return text if replaced == decoded else replaced
 
 
-def scrub_text(text: str, max_len: int = 200, tokens: bool = False) -> str:
+def scrub_text(text: str, max_len: int = 200, tokens: bool = False, strings: bool = False) -> str:
     """:func:`scrub`, then cut to ``max_len`` characters without ever leaving an identifier at the cut.
 
     A cut can turn a harmless tail into an identifier (``4111111111111111x`` -> a card), so the
     cut text is scrubbed again; should that never settle, the result is ``[redacted]``.
     """
-    text = scrub(text, tokens)
+    text = scrub(text, tokens, strings)
     for _ in range(4):
         if len(text) <= max_len:
             return text
-        text = scrub(text[:max_len], tokens)
+        text = scrub(text[:max_len], tokens, strings)
     text = text[:max_len]
-    return text if scrub(text, tokens) == text else REDACTED[:max_len]
+    return text if scrub(text, tokens, strings) == text else REDACTED[:max_len]
 
 
 def contains_identifier(value: str, ipv4: bool = True) -> str | None:
@@ -396,6 +404,12 @@ def contains_identifier(value: str, ipv4: bool = True) -> str | None:
 
 
 _OPAQUE = re.compile(r"[A-Za-z0-9._:\-]+")
+_STRING = re.compile(r'(?<=")[A-Za-z0-9._:\-]{1,128}(?="|$)')
+"""A quoted token that could be an opaque id (also one cut off at the end of the text)."""
+
+
+def _judged_as_id(match: re.Match[str]) -> str:
+    return contains_identifier(match.group()) or match.group()
 _KIND = {EMAIL: "an email address", IP: "an IP address", CARD: "a card number", PHONE: "a phone number",
          REDACTED: "an identifier"}
 
@@ -523,7 +537,7 @@ def scrub_payload(raw: object, max_chars: int) -> tuple[str, list[str]]:
         text = chunk.decode("utf-8", errors="replace")
         if cut:
             text = text[:-_CUT_MARGIN] if len(text) > _CUT_MARGIN else ""
-        scrubbed = scrub(text)
+        scrubbed = scrub(text, strings=True)
         if not cut or len(scrubbed) >= max_chars + _CUT_MARGIN or window >= MAX_SCRUB_BYTES:
             break
         window = min(size, window * 4, MAX_SCRUB_BYTES)
@@ -532,7 +546,7 @@ def scrub_payload(raw: object, max_chars: int) -> tuple[str, list[str]]:
     except UnicodeDecodeError as exc:
         if not cut or exc.start < len(chunk) - 4:
             notes.append("payload is not valid UTF-8 (invalid bytes shown as U+FFFD)")
-    payload = scrub_text(scrubbed, max_chars)
+    payload = scrub_text(scrubbed, max_chars, strings=True)
     if cut or len(scrubbed) > max_chars:
         notes.append(f"payload of {size} bytes truncated to {len(payload)} characters after scrubbing")
     return payload, notes

@@ -35,7 +35,7 @@ from stream.app import (
 from stream.delivery import deliver, track
 from stream.heap import FreedMemory
 from stream.intake import ack
-from stream.logs import collapse_repeats, log_at_handler_level
+from stream.logs import log_at_handler_level
 from stream.pages import (
     CountedPages,
     applied_key,
@@ -98,10 +98,8 @@ recount = asyncio.Event()
 
 
 @app.task
-async def quiet_repeated_errors() -> None:
-    """Collapse the Kafka client's per-retry log lines, and skip the debug lines no handler takes
-    (the worker's log handlers exist by now)."""
-    collapse_repeats()
+async def skip_unhandled_debug_lines() -> None:
+    """Skip the debug lines no handler takes (Faust's start-up spinner is done by now)."""
     log_at_handler_level()
 
 

@@ -16,7 +16,9 @@ import faust
 
 from stream import config, gc_pauses
 from stream.intake import App
+from stream.logs import GuardedWorker
 from stream.topics import page_observations_topic, persona_learning_topic, persona_model_topic
+from stream.web.guard import answer_failures
 
 if TYPE_CHECKING:
     from stream.runtime import Runtime
@@ -42,6 +44,8 @@ app = App(
     table_standby_replicas=0,
     web_port=settings.web_port,
     web_host="127.0.0.1",
+    web_application_options={"middlewares": [answer_failures]},
+    Worker=GuardedWorker,
     stream_buffer_maxsize=settings.buffer_maxsize,
     broker_max_poll_records=2000,
     fetch_min_bytes=settings.fetch_min_bytes,

@@ -79,7 +79,10 @@ class Settings(BaseSettings):
                        "(needs the [rocksdb] extra)")
     web_port: int = Field(6066, ge=0, le=65535)
     allowed_origins: str = Field("", description="comma-separated origins (https://shop.example) whose pages may "
-                                 "call the collector and the visit lookup from a browser; none by default")
+                                 "call the collector and the visit lookup from a browser, and the only origins "
+                                 "whose POST /collect is accepted; none by default")
+    allow_no_origin: bool = Field(True, description="accept a POST /collect without an Origin header (servers, "
+                                  "curl; browsers always send one); false: only pages of ALLOWED_ORIGINS may write")
     collect_requests_per_s: float = Field(20.0, gt=0, description="requests per second one client may send to "
                                           "/collect (bursts of 5 s), kept in memory only")
     kafka_port: int = Field(9092, ge=1, le=65535, description="port of the local development broker")

@@ -85,21 +85,28 @@ def collect(items: list[object], device: ClientDevice, source: str = "collector"
     for index, item in enumerate(items):
         if isinstance(item, dict):
             item = _with_device(item, device)
-        raw = item if isinstance(item, bytes) else orjson.dumps(item)
+        note = None
         try:
+            raw = item if isinstance(item, bytes) else orjson.dumps(item)
             event = parse_event(raw)
+        except orjson.JSONEncodeError as exc:  # orjson reads 1,024 levels of nesting but writes only 255
+            reason, raw, note = f"event nested too deeply to be encoded again ({exc})", b"", "payload not kept"
         except EventError as exc:
-            out.rejected.append({"index": index, "reason": exc.reason})
-            out.dead_letters.append(DeadLetter.for_payload(raw, reason=exc.reason, topic=source, partition=-1,
-                                                           offset=index, received_at=now))
+            reason = exc.reason
+        else:
+            out.accepted.append((event.session_id.encode(), event.model_dump_json().encode()))
             continue
-        out.accepted.append((event.session_id.encode(), event.model_dump_json().encode()))
+        out.rejected.append({"index": index, "reason": reason})
+        out.dead_letters.append(DeadLetter.for_payload(raw, reason=reason, topic=source, partition=-1, offset=index,
+                                                       received_at=now, note=note))
     return out
 
 
-async def receive(request: Request, limiter: "RateLimiter") -> Collected:
+async def receive(request: Request, writers: "Writers", limiter: "RateLimiter") -> Collected:
     """The events of one ``POST /collect``, validated; :class:`BodyError` for a request refused as a whole
-    (rate limit, size, content type, body)."""
+    (origin, rate limit, size, content type, body)."""
+    if not writers.allow(request.headers.get("Origin")):
+        raise BodyError(403, "this origin may not send events")
     if not limiter.allow(request.remote or ""):
         raise BodyError(429, "too many requests from this client")
     if (request.content_length or 0) > MAX_BODY_BYTES:
@@ -123,6 +130,24 @@ def _with_device(item: dict, device: ClientDevice) -> dict:
     if device.bot:
         item["bot"] = True
     return item
+
+
+@dataclass(frozen=True)
+class Writers:
+    """Who may send events: browser pages of the allowed origins (CORS only limits what a page may *read*;
+    ``sendBeacon`` and form-like POSTs are sent from any page), and clients that send no ``Origin`` header
+    (servers, curl) if ``no_origin``.
+
+    >>> writers = Writers(frozenset({"https://shop.example"}), no_origin=False)
+    >>> [writers.allow(origin) for origin in ("https://shop.example", "https://evil.example", "null", None)]
+    [True, False, False, False]
+    """
+
+    origins: frozenset[str]
+    no_origin: bool
+
+    def allow(self, origin: str | None) -> bool:
+        return self.no_origin if origin is None else origin in self.origins
 
 
 class RateLimiter:

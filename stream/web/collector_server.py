@@ -5,18 +5,22 @@ processing. It answers ``POST /collect`` and ``GET /tracker.js`` exactly as a wo
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import aiohttp_cors
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
 
 from stream.config import Settings
-from stream.web.collector import MAX_BODY_BYTES, TRACKER, BodyError, RateLimiter, receive, reply
+from stream.logs import guard_log_lines
+from stream.web.collector import MAX_BODY_BYTES, TRACKER, BodyError, RateLimiter, Writers, receive, reply
+from stream.web.guard import answer_failures
 
 
 def build(conf: Settings) -> web.Application:
     """The collector's aiohttp application; its producer starts and stops with it."""
-    app = web.Application(client_max_size=MAX_BODY_BYTES + 1)
+    app = web.Application(client_max_size=MAX_BODY_BYTES + 1, middlewares=[answer_failures])
+    writers = Writers(frozenset(conf.origins), conf.allow_no_origin)
     limiter = RateLimiter(per_s=conf.collect_requests_per_s, burst=5 * conf.collect_requests_per_s)
 
     async def producer(app: web.Application):
@@ -29,13 +33,14 @@ def build(conf: Settings) -> web.Application:
 
     async def collect(request: web.Request) -> web.Response:
         try:
-            result = await receive(request, limiter)
+            result = await receive(request, writers, limiter)
         except BodyError as exc:
             return web.json_response({"error": exc.reason}, status=exc.status)
         send = request.app["producer"].send
-        deliveries = [await send(conf.events_topic, value, key=key) for key, value in result.accepted]
-        deliveries += [await send(conf.dlq_topic, letter.model_dump_json().encode()) for letter in result.dead_letters]
         try:
+            deliveries = [await send(conf.events_topic, value, key=key) for key, value in result.accepted]
+            deliveries += [await send(conf.dlq_topic, letter.model_dump_json().encode())
+                           for letter in result.dead_letters]
             await asyncio.gather(*deliveries)
         except Exception as exc:  # noqa: BLE001 - Kafka unreachable: the client may send again
             return web.json_response({"error": f"events not stored: {type(exc).__name__}"}, status=503)
@@ -54,4 +59,7 @@ def build(conf: Settings) -> web.Application:
 
 
 def serve(conf: Settings, port: int) -> None:
-    web.run_app(build(conf), host="127.0.0.1", port=port, print=None)
+    """Run the collector until it is stopped; no access log, other lines collapsed and scrubbed."""
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s")
+    guard_log_lines()
+    web.run_app(build(conf), host="127.0.0.1", port=port, print=None, access_log=None)

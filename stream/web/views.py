@@ -12,7 +12,7 @@ from stream import metrics
 from stream.app import app, dead_letters, events, runtime, settings, visits
 from stream.delivery import deliver
 from stream.state_table import read_states
-from stream.web.collector import TRACKER, BodyError, RateLimiter, receive, reply
+from stream.web.collector import TRACKER, BodyError, RateLimiter, Writers, receive, reply
 
 CORS = {origin: ResourceOptions(allow_credentials=False, expose_headers=(), allow_headers=("Content-Type",),
                                 max_age=600, allow_methods=("GET", "POST")) for origin in settings.origins}
@@ -51,11 +51,12 @@ class Tracker(View):
 class Collect(View):
     """``POST /collect``: a JSON array or NDJSON of events -> 202 {"accepted": n, "rejected": [...]}."""
 
+    writers = Writers(frozenset(settings.origins), settings.allow_no_origin)
     limiter = RateLimiter(per_s=settings.collect_requests_per_s, burst=5 * settings.collect_requests_per_s)
 
     async def post(self, request: Request) -> Response:
         try:
-            result = await receive(request, self.limiter)
+            result = await receive(request, self.writers, self.limiter)
         except BodyError as exc:
             metrics.COLLECT_REFUSED.labels(str(exc.status)).inc()
             return self.json({"error": exc.reason}, status=exc.status)

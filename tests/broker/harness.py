@@ -35,6 +35,7 @@ class Pipeline:
     partitions: int = 4
     name: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     workers: list[subprocess.Popen] = field(default_factory=list)
+    collectors: list[subprocess.Popen] = field(default_factory=list)
     settings: dict[str, str] = field(default_factory=dict)
     """extra PERSONASTREAM_* variables for every command and worker."""
 
@@ -74,6 +75,31 @@ class Pipeline:
         process.web_port = port
         self.workers.append(process)
         return process
+
+    def start_collector(self, **settings: str) -> subprocess.Popen:
+        """Start ``personastream collector`` (with extra PERSONASTREAM_* ``settings``) and wait until it answers."""
+        index = len(self.collectors)
+        log = open(self.home / f"collector-{index}.log", "ab")
+        process = subprocess.Popen([*CLI, "collector", "--port", str(port := free_port())],
+                                   env={**self.env, **settings}, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, start_new_session=True)
+        process.web_port = port
+        self.collectors.append(process)
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                raise AssertionError(f"collector exited with {process.returncode}:\n"
+                                     f"{self.collector_log(index)[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/tracker.js", timeout=5):
+                    return process
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise AssertionError("the collector did not answer in 60 s") from None
+                time.sleep(0.3)
+
+    def collector_log(self, index: int = 0) -> str:
+        return (self.home / f"collector-{index}.log").read_text(errors="replace")
 
     def web(self, process: subprocess.Popen, path: str = "/status", timeout: float = 120) -> bytes:
         """GET a worker's web view, waiting for its web server to come up."""
@@ -116,7 +142,7 @@ class Pipeline:
         stop_process(process, timeout)
 
     def stop_all(self) -> None:
-        for process in self.workers:
+        for process in self.workers + self.collectors:
             self.stop_worker(process)
 
     def produce(self, topic: str, records: list[tuple[bytes | None, bytes]], partition: int | None = None) -> None:

@@ -302,3 +302,49 @@ def test_planted_identifiers_reach_no_topic_and_no_worker_file(pipeline, store):
     assert pipeline.topic("pages") + ".observations" in contents and model_topic in contents, summary
     assert any("sessions-changelog" in t for t in contents) and any("page-counters-changelog" in t for t in contents), \
         summary
+
+
+# -- ids rejected as personal ---------------------------------------------------------------------------------------
+
+REJECTED_IDS = [  # (field, value as parsed, value as written in the JSON text)
+    ("session_id", "4155550172", '"4155550172"'),
+    ("session_id", "4111111111111111", '"4111111111111111"'),
+    ("session_id", "4155550199", '"\\u0034155550199"'),
+    ("event_id", "8675309", '"8675309"'),
+]
+
+
+def _rejected_id_events(door: str) -> list[tuple[bytes, bytes]]:
+    """(key, JSON) of one event per entry of REJECTED_IDS, each otherwise valid."""
+    out = []
+    for n, (field, value, written) in enumerate(REJECTED_IDS):
+        sid = f"{door}-{n}"
+        event = {"type": "page_view", "event_id": f"{sid}-0", "session_id": sid, "ts": _iso(START),
+                 "page": {"id": "home", "type": "home"}, field: "@@id@@"}
+        key = value.encode() if field == "session_id" else sid.encode()
+        out.append((key, orjson.dumps(event).replace(b'"@@id@@"', written.encode())))
+    return out
+
+
+def test_ids_rejected_as_personal_reach_no_dead_letter(pipeline):
+    """Whatever validation rejects as personal in an id, the dead letter of that event does not keep: sent
+    through the events topic, the worker's POST /collect and the collector's."""
+    from schemas.privacy import opaque_problem
+    from tests.broker.test_web import request
+
+    assert all("looks like" in (opaque_problem(value, 64) or "") for _, value, _ in REJECTED_IDS)
+    pipeline.cli("topics")
+    pipeline.produce(pipeline.topic("events"), _rejected_id_events("kafka"))
+    worker, collector = pipeline.start_worker(), pipeline.start_collector()
+    pipeline.status(worker)
+    for door, process in (("worker", worker), ("collector", collector)):
+        body = b"\n".join(value for _, value in _rejected_id_events(door))
+        status, _, reply = request(process.web_port, "/collect", body, "text/plain")
+        assert status == 202 and len(orjson.loads(reply)["rejected"]) == len(REJECTED_IDS), (door, status, reply)
+
+    expected = 3 * len(REJECTED_IDS)
+    values = pipeline.consume_until(pipeline.topic("dlq"), lambda v: len(v) >= expected, timeout=60)
+    assert len(values) == expected
+    kept = [(value, letter) for letter in values for _, value, _ in REJECTED_IDS if value in normalized(letter)]
+    assert not kept, "ids rejected as personal kept in dead letters:\n" + "\n".join(
+        f"{value}: {letter[:300]!r}" for value, letter in kept)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -104,3 +106,118 @@ def test_browsers_of_allowed_origins_only_may_call_the_collector(pipeline):
     assert headers.get("Access-Control-Allow-Origin") == ORIGIN
     _, headers, _ = request(worker.web_port, "/collect", body, "text/plain", headers={"Origin": "https://evil.example"})
     assert "Access-Control-Allow-Origin" not in headers
+
+
+
+def deep_event(sid: str, depth: int) -> bytes:
+    """JSON of a valid event with an unknown field nested ``depth`` levels deep (orjson reads 1,024 levels and
+    writes 255)."""
+    event = {**visit_events(sid, 2)[1], "extra": "@@deep@@"}
+    return orjson.dumps(event).replace(b'"@@deep@@"', b"[" * (depth - 1) + b"]" * (depth - 1))
+
+
+def test_deeply_nested_events_are_answered_by_the_app_not_by_an_exception(pipeline):
+    pipeline.cli("topics")
+    worker, collector = pipeline.start_worker(), pipeline.start_collector()
+    pipeline.status(worker)
+    for door, process in (("worker", worker), ("collector", collector)):
+        for depth in (256, 300, 1000):
+            sid = f"tokDeep{door}{depth}"
+            valid, deep = orjson.dumps(visit_events(sid, 1)[0]), deep_event(sid, depth)
+            for body, content_type in ((b"[" + valid + b"," + deep + b"]", "application/json"),
+                                       (valid + b"\n" + deep, "text/plain")):
+                status, _, reply = request(process.web_port, "/collect", body, content_type)
+                assert status == 202, (door, depth, content_type, status, reply[:300])
+                reply = orjson.loads(reply)
+                assert reply["accepted"] == 1 and [r["index"] for r in reply["rejected"]] == [1], (door, depth, reply)
+                assert "nested" in reply["rejected"][0]["reason"], reply
+    for door, log in (("worker", pipeline.worker_log(0)), ("collector", pipeline.collector_log(0))):
+        assert "Traceback" not in log and "Error handling request" not in log, f"{door} log:\n{log[-3000:]}"
+
+
+def test_only_pages_of_allowed_origins_may_write_events(pipeline):
+    """A POST /collect whose Origin is not allowed is refused (403) and produces nothing; one without an Origin
+    is allowed by default (the worker) and refused with PERSONASTREAM_ALLOW_NO_ORIGIN=false (the collector)."""
+    pipeline.settings["PERSONASTREAM_ALLOWED_ORIGINS"] = ORIGIN
+    pipeline.cli("topics")
+    worker, collector = pipeline.start_worker(), pipeline.start_collector(PERSONASTREAM_ALLOW_NO_ORIGIN="false")
+    pipeline.status(worker)
+    cases = [  # (name, headers, status from the worker, status from the collector)
+        ("allowed", {"Origin": ORIGIN}, 202, 202),
+        ("other site", {"Origin": "https://evil.example"}, 403, 403),
+        ("look-alike", {"Origin": f"{ORIGIN}.evil.example"}, 403, 403),
+        ("opaque origin", {"Origin": "null"}, 403, 403),
+        ("no origin", {}, 202, 403),
+    ]
+    written, answers = set(), []
+    for door, process in (("worker", worker), ("collector", collector)):
+        for name, headers, *statuses in cases:
+            sid = f"tokOrigin{door}{len(answers)}"
+            status, _, reply = request(process.web_port, "/collect", orjson.dumps(visit_events(sid, 2)), "text/plain",
+                                       headers=headers)
+            answers.append((door, name, status, statuses[door == "collector"], orjson.loads(reply)))
+            if status == 202:
+                written.add(sid)
+    wrong = [answer for answer in answers if answer[2] != answer[3] or (answer[2] == 403) != ("error" in answer[4])]
+    assert not wrong, f"(door, case, status, expected, reply): {wrong}"
+    produced = {orjson.loads(record.value)["session_id"] for record in pipeline.read_records(pipeline.topic("events"))}
+    assert produced == written and len(written) == 3
+
+
+HOSTILE_REQUESTS = [  # raw HTTP that aiohttp refuses before any handler, each with an email in the request's text
+    b"GET /collect?contact=jane.doe@example.com&pad=" + b"x" * 9000 + b" HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"POST /collect HTTP/1.1\r\nHost: a\r\nX-Contact jane.doe@example.com\r\n\r\n",
+    b"POST /collect HTTP/1.1\r\nHost: a\r\nX-Contact: jane.doe@example.com\x01\r\n\r\n",
+    b"POST /c\x00llect?jane.doe@example.com HTTP/1.1\r\nHost: a\r\n\r\n",
+]
+
+
+def send_raw(port: int, requests: list[bytes], concurrency: int = 10) -> list[bytes]:
+    """Send each raw request on its own connection; the status line of each answer."""
+
+    async def one(data: bytes, limit: asyncio.Semaphore) -> bytes:
+        async with limit:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            try:
+                writer.write(data)
+                await writer.drain()
+                return (await reader.read()).split(b"\r\n", 1)[0]
+            finally:
+                writer.close()
+
+    async def send() -> list[bytes]:
+        limit = asyncio.Semaphore(concurrency)
+        return await asyncio.gather(*(one(data, limit) for data in requests))
+
+    return asyncio.run(send())
+
+
+def test_hostile_requests_write_no_personal_data_and_little_into_the_logs(pipeline):
+    """1,000 requests that aiohttp refuses (400), each with an email in its text, to the worker and to the
+    collector: their log lines are scrubbed (no email, no client address) and collapsed (a few KB)."""
+    pipeline.cli("topics")
+    worker, collector = pipeline.start_worker(), pipeline.start_collector()
+    pipeline.wait_for(lambda: "Worker]: Ready" in pipeline.worker_log(0), "the worker to be ready")
+    logs = {"worker": pipeline.home / "worker-0.log", "collector": pipeline.home / "collector-0.log"}
+    problems, grown = [], {}
+    for door, process in (("worker", worker), ("collector", collector)):
+        before = logs[door].stat().st_size
+        started = time.monotonic()
+        answers = send_raw(process.web_port, HOSTILE_REQUESTS * 250)
+        elapsed = time.monotonic() - started
+        assert all(answer.split(b" ")[1:2] == [b"400"] for answer in answers), set(answers)
+        time.sleep(1)  # let the last lines reach the file
+        written = logs[door].read_bytes()[before:].decode(errors="replace")
+        grown[door] = f"{len(written):,} bytes ({elapsed:.1f} s)"
+        request_lines = [line for line in written.splitlines() if "request" in line.lower()]
+        if not request_lines:
+            problems.append(f"{door}: no log line about the refused requests")
+        if "jane.doe" in written or "example.com" in written:
+            problems.append(f"{door}: the email is in the log")
+        if [line for line in request_lines if "127.0.0.1" in line]:
+            problems.append(f"{door}: the client address is in the log")
+        if len(written) > 16_384:
+            problems.append(f"{door}: {len(written):,} bytes of log")
+        if problems:
+            problems.append(f"{door} log tail:\n{written[-2500:]}")
+    assert not problems, f"log growth for 1,000 hostile requests: {grown}\n" + "\n".join(problems)

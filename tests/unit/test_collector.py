@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import doctest
+
 import orjson
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 
-from stream.web.collector import MAX_BODY_BYTES, MAX_EVENTS, BodyError, RateLimiter, collect, split_body
+import stream.web.collector
+from stream.web.collector import MAX_BODY_BYTES, MAX_EVENTS, BodyError, RateLimiter, Writers, collect, split_body
+from stream.web.guard import answer_failures
 from stream.web.useragent import UNKNOWN, client_device
 
 CHROME = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -82,3 +89,41 @@ def test_the_rate_limit_is_per_client_and_refills():
     import time
     time.sleep(0.01)
     assert limit.allow("a")
+
+
+@pytest.mark.parametrize("depth", [200, 256, 1000])
+def test_an_event_nested_deeper_than_orjson_writes_is_rejected_alone(depth):
+    deep = orjson.dumps(event(1, extra="@")).replace(b'"@"', b"[" * depth + b"]" * depth)
+    result = collect(split_body(b"\n".join([orjson.dumps(event(0)), deep]), "text/plain"), client_device(CHROME))
+    if depth < 255:
+        assert len(result.accepted) == 2
+        return
+    assert len(result.accepted) == 1 and [r["index"] for r in result.rejected] == [1]
+    assert "nested" in result.rejected[0]["reason"] and result.dead_letters[0].note == "payload not kept"
+
+
+def test_an_unexpected_failure_is_answered_by_the_app():
+    async def fail(request: web.Request) -> web.Response:
+        raise RuntimeError("jo@example.com")
+
+    async def call() -> tuple[int, dict]:
+        app = web.Application(middlewares=[answer_failures])
+        app.router.add_post("/collect", fail)
+        async with TestClient(TestServer(app)) as client:
+            response = await client.post("/collect", data=b"[]")
+            return response.status, await response.json()
+
+    assert asyncio.run(call()) == (500, {"error": "internal error (RuntimeError)"})
+
+
+def test_doctests() -> None:
+    assert doctest.testmod(stream.web.collector).failed == 0
+
+
+@pytest.mark.parametrize("no_origin", [True, False])
+def test_only_allowed_origins_write_and_requests_without_one_as_configured(no_origin):
+    writers = Writers(frozenset({"https://shop.example", "http://127.0.0.1:8000"}), no_origin)
+    assert writers.allow("https://shop.example") and writers.allow("http://127.0.0.1:8000")
+    assert not any(writers.allow(origin) for origin in ("https://evil.example", "https://shop.example.evil.example",
+                                                        "http://shop.example", "null", ""))
+    assert writers.allow(None) is no_origin

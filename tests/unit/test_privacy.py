@@ -472,3 +472,26 @@ def test_a_scrubbed_event_parses_to_itself(notation, placeholder, needles):
 @pytest.mark.parametrize("referrer", ["jo%40example.com", "+1 (415) 555-0172", "http://[::1", "", "a b"])
 def test_a_referrer_without_a_host_is_null_not_an_error(referrer):
     assert parse_event(event("page_view", referrer=referrer)).referrer is None
+
+
+REJECTED_AS_PERSONAL = ["4155550172", "1234567", "4111111111111111", "00491511234567", "s-203.0.113.9",
+                        "jo.doe:4111-1111-1111-1111", *(c[0] for c in OPAQUE_SHAPED)]
+
+
+@pytest.mark.parametrize("value", REJECTED_AS_PERSONAL)
+@pytest.mark.parametrize("field", ["session_id", "event_id"])
+def test_an_id_rejected_as_personal_is_not_kept_in_its_dead_letter(field, value):
+    assert "looks like" in opaque_problem(value, 64)
+    event = {"type": "page_view", "event_id": "e-1", "session_id": "s-1", "ts": "2024-05-01T10:00:00Z",
+             "page": {"id": "home", "type": "home"}, field: value}
+    for raw in (orjson.dumps(event), orjson.dumps(event)[:-30], orjson.dumps(event).replace(b"1", b"\\u0031")):
+        with pytest.raises(EventError):
+            parse_event(raw)
+        letter = DeadLetter.for_payload(raw, **LETTER)
+        assert value not in decode(letter.payload), letter.payload
+        assert value not in DeadLetter(payload=raw.decode(), **LETTER).payload
+
+
+def test_dead_letters_keep_quoted_tokens_that_are_not_personal():
+    raw = b'{"session_id":"s-4155550172","event_id":"123456","ts":1714557600,"page":{"id":"uci-12329-1066"}}'
+    assert DeadLetter.for_payload(raw, **LETTER).payload == raw.decode()
