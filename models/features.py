@@ -113,11 +113,16 @@ class SessionState:
     revenue: float = 0.0
 
     def to_bytes(self) -> bytes:
-        # a right-sized copy: orjson's own result keeps its larger output buffer resident (~4 KB per
-        # blob in a table of 1M sessions, against ~0.5 KB copied; see BENCHMARKS.md)
+        """The field values as a JSON array, without the trailing ones that hold their defaults (a visit
+        that never searched, scrolled or carted stores none of those fields)."""
         values = list(_state_values(self))
         values[_RECENT_IDS] = b64encode(self.recent_ids).decode()
-        return bytes(memoryview(orjson.dumps(values)))
+        end = len(values)
+        while end > _RECENT_IDS + 1 and values[end - 1] == _DEFAULTS[end - 1]:
+            end -= 1
+        # a right-sized copy: orjson's own result keeps its larger output buffer resident (~4 KB per
+        # blob in a table of 1M sessions, against ~0.5 KB copied; see BENCHMARKS.md)
+        return bytes(memoryview(orjson.dumps(values[:end])))
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> "SessionState":
@@ -128,6 +133,7 @@ class SessionState:
 
 _state_values = attrgetter(*(f.name for f in fields(SessionState)))
 _RECENT_IDS = [f.name for f in fields(SessionState)].index("recent_ids")
+_DEFAULTS = list(_state_values(SessionState()))
 
 
 def _epoch(ts: datetime) -> float:
