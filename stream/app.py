@@ -51,6 +51,7 @@ app = App(
     fetch_min_bytes=settings.fetch_min_bytes,
     fetch_max_wait_ms=settings.fetch_max_wait_ms,
     producer_linger=0.005,
+    producer_request_timeout=settings.produce_timeout_s,  # Faust: 1200 s, a whole CPU for 20 min of an outage
     producer_max_batch_size=262144,  # a batch of changelog or persona records per partition goes out in one
     stream_wait_empty=False,  # at stop, commit what is acked and go: unacked records are read again
     broker_session_timeout=20.0,  # a worker that died without leaving hands its partitions over sooner

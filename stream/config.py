@@ -77,6 +77,10 @@ class Settings(BaseSettings):
                            "get the default action, to measure the bandit's lift")
     store: str = Field("memory://", description="Faust table store: memory:// or rocksdb:// "
                        "(needs the [rocksdb] extra)")
+    produce_timeout_s: float = Field(
+        10.0, gt=0, description="longest a produced record may wait for the broker's confirmation before it fails "
+        "(and is sent again, with back-off): while records wait for a partition without a leader (the broker is "
+        "away), the Kafka client asks for metadata in a loop that has no back-off, at up to a whole CPU")
     web_port: int = Field(6066, ge=0, le=65535)
     allowed_origins: str = Field("", description="comma-separated origins (https://shop.example) whose pages may "
                                  "call the collector and the visit lookup from a browser, and the only origins "

@@ -28,10 +28,13 @@ async def assign_all(consumer: AIOKafkaConsumer, topic: str, from_beginning: boo
 
 
 async def send_to_partition(producer: AIOKafkaProducer, topic: str, partition: int,
-                            records: Iterable[tuple[bytes | None, bytes | None]]) -> list[asyncio.Future]:
+                            records: Iterable[tuple[bytes | None, bytes | None]],
+                            sent: list[asyncio.Future] | None = None) -> list[asyncio.Future]:
     """Hand ``(key, value)`` records for one partition to the producer in order, in as few batches as its
-    batch size allows; the futures complete when the broker has them."""
-    sent = []
+    batch size allows; the futures complete when the broker has them. They are appended to ``sent`` as
+    each batch is handed over (a batch waits until the partition's previous one is sent), so a caller
+    that cancels the hand-over still has those of the batches handed over before."""
+    sent = [] if sent is None else sent
     batch = producer.create_batch()
     for key, value in records:
         if batch.append(key=key, value=value, timestamp=None) is None:  # full: a new batch always takes one

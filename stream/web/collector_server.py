@@ -24,7 +24,8 @@ def build(conf: Settings) -> web.Application:
     limiter = RateLimiter(per_s=conf.collect_requests_per_s, burst=5 * conf.collect_requests_per_s)
 
     async def producer(app: web.Application):
-        app["producer"] = AIOKafkaProducer(bootstrap_servers=conf.bootstrap, linger_ms=5, acks="all")
+        app["producer"] = AIOKafkaProducer(bootstrap_servers=conf.bootstrap, linger_ms=5, acks="all",
+                                           request_timeout_ms=int(conf.produce_timeout_s * 1000))
         await app["producer"].start()
         for topic in (conf.events_topic, conf.dlq_topic):  # tracked for metadata refreshes (see stream.delivery)
             await app["producer"].client.add_topic(topic)
