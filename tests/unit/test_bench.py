@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 
 from bench import report
-from bench.site_models import run_measured, serving_events, split_visits
+from bench.site_models import run_measured, serving_events, split_sessions
 from bench.stats import LatencyMatcher, completion, percentile
 from bench.workload import merge, synthetic_events
 from schemas.events import parse_event
@@ -187,16 +187,16 @@ def test_run_measured_reports_a_failing_childs_exit_code(tmp_path):
     assert run.returncode == 3 and "oops" in log.read_text()
 
 
-def test_split_visits_counts_sessions_with_a_pause_of_the_gap():
+def test_split_sessions_are_those_with_a_pause_of_the_gap():
     records = [Outgoing(b"a", b"", 0.0), Outgoing(b"b", b"", 10.0), Outgoing(b"a", b"", 1799.0),
                Outgoing(b"b", b"", 1810.0), Outgoing(b"a", b"", 3000.0)]
-    assert split_visits(records, 1800.0) == 1
-    assert split_visits(records, 1000.0) == 2
+    assert len(split_sessions(records, 1800.0)) == 1
+    assert len(split_sessions(records, 1000.0)) == 2
 
 
 def test_serving_events_are_valid_keyed_unsplit_visits_in_time_order():
     records = serving_events(3000, train_events=30_000)
-    assert len(records) == 3000 and split_visits(records, 1800.0) == 0
+    assert len(records) <= 3000 and not split_sessions(records, 1800.0)
     assert [r.ts for r in records] == sorted(r.ts for r in records)
     for record in records[:500]:
         assert parse_event(record.value).session_id.encode() == record.key
