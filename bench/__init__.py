@@ -1,4 +1,4 @@
-"""`personastream bench`: the performance harness of issue 5 (see BENCHMARKS.md).
+"""`personastream bench`: the performance harness (see BENCHMARKS.md).
 
 * :mod:`bench.workload` — the input: UCI-replayed visits plus synthetic click/scroll/dwell visits;
 * :mod:`bench.rig` — a fresh local broker, per-run topic names and worker subprocesses;

@@ -12,7 +12,7 @@ KB = 1024
 
 
 def targets(r: Results) -> list[dict[str, Any]]:
-    """Each issue-5 and issue-13 target: the measured ratio or value, the target and whether it is met."""
+    """Each performance target: the measured ratio or value, the target and whether it is met."""
     ceiling = r["ceiling"]["events_per_s"]
     one, two = r["pipeline_1"]["events_per_s"], r["pipeline_2"]["events_per_s"]
     raw_p99, p99 = r["raw_latency"]["p99_ms"], r["pipeline_latency"]["p99_ms"]
@@ -24,8 +24,8 @@ def targets(r: Results) -> list[dict[str, Any]]:
          r["scoring"]["ratio"] >= 20),
         ("2 workers / 1 worker throughput", two / one, ">= 1.6", two / one >= 1.6),
         ("state bytes per session, memory:// (RSS)", store, "<= 2048", store <= 2 * KB),
-        ("issue 13: one worker / ceiling, explanations on", one / ceiling, ">= 0.2", one / ceiling >= 0.2),
-        ("issue 13: p99 ms at half the one-worker rate", r["pipeline_latency_low"]["p99_ms"], "<= 100",
+        ("one worker / ceiling, explanations on", one / ceiling, ">= 0.2", one / ceiling >= 0.2),
+        ("p99 ms at half the one-worker rate", r["pipeline_latency_low"]["p99_ms"], "<= 100",
          r["pipeline_latency_low"]["p99_ms"] <= 100),
     ]
     return [{"measure": m, "value": round(v, 3), "target": t, "met": bool(ok)} for m, v, t, ok in rows]
@@ -85,7 +85,7 @@ def _cpu(run: Results) -> str:
 
 
 def _budget_reading(r: Results) -> list[str]:
-    """Issue 13's rate against the CPU time a worker and the broker spent per event in the 1-worker run."""
+    """The one-worker target rate against the CPU time a worker and the broker spent per event in the 1-worker run."""
     c, one, proc = r["ceiling"], r["pipeline_1"], r["processor"]
     if "broker_cpu_us_per_event" not in one:
         return []
@@ -95,7 +95,7 @@ def _budget_reading(r: Results) -> list[str]:
     cap = cpus / (worker + broker) * 1e6
     proc_us, gil_us = 1e6 / proc["events_per_s"], 1e6 / target
     return [
-        f"* **Issue 13 (one worker ≥ 0.2 × the ceiling): the CPU budget.** 0.2 × the ceiling is "
+        f"* **One worker ≥ 0.2 × the ceiling: the CPU budget.** 0.2 × the ceiling is "
         f"{_n(target)} ev/s. At that rate the {cpus} CPUs that the worker and the broker share leave "
         f"{budget:.1f} µs of CPU per event for both together. In the 1-worker run the worker spent "
         f"{worker} µs per event (all its threads: the processor's Python, the event loop's fetching and producing, "
@@ -182,7 +182,7 @@ def render(r: Results, json_file: Path) -> str:
         f"move between runs. Raw numbers: [`{json_file.name}`]({json_file.name}). Regenerate with `make bench` "
         "(`personastream bench --quick` for a two-minute smoke run).",
         "",
-        "## Targets (issues 5 and 13)",
+        "## Targets",
         "",
         _row("measure", "value", "target", "met"),
         _row("---", "---:", "---", "---"),
@@ -291,7 +291,7 @@ def render(r: Results, json_file: Path) -> str:
 
 MIB = 1024 * 1024
 MODEL_DROP = 0.15
-"""The issue's bound: a site model more than this much slower than the UCI model comes with a profile."""
+"""A site model more than this much slower than the UCI model comes with a profile."""
 
 
 def own_traffic_section(r: Results) -> list[str]:
@@ -433,12 +433,12 @@ def _floors_reading(r: Results) -> list[str]:
     ack, valid, sessions = floors["acknowledge"], floors["validate"], floors["sessionize"]
     target = 0.2 * ceiling
     return [
-        f"* **Issue 13: the floors.** A worker that only fetches, batches and acknowledges runs at "
+        f"* **The floors.** A worker that only fetches, batches and acknowledges runs at "
         f"{_n(ack['events_per_s'])} ev/s ({ack['events_per_s'] / ceiling:.2f} × the ceiling, "
         f"{ack['worker_cpu_us_per_event']} µs of CPU per event): Faust and the Kafka client are not what bounds a "
         f"worker. One that also parses and validates each event, and does nothing else, runs at "
         f"{_n(valid['events_per_s'])} ev/s ({valid['events_per_s'] / ceiling:.2f} × the ceiling, "
-        f"{valid['worker_cpu_us_per_event']} µs per event): validation with the privacy rule, which the issue keeps "
+        f"{valid['worker_cpu_us_per_event']} µs per event): validation with the privacy rule, which stays "
         "as the schema of record, "
         + ("already falls short of" if valid["events_per_s"] < target else "is about all there is room for in")
         + f" the target of {_n(target)} ev/s. Sessions, their state and changelogs and page statistics add "

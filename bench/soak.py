@@ -31,7 +31,7 @@ phase samples until the sessions table is back to its size before the burst (ret
 burst's visits) and compares the worker's RSS with its RSS before the burst. The soak's worker keeps
 counters of at most ``max_page_counters`` pages per partition (10,000; the default is 50,000).
 
-Targets (issue "Hardening", item 3): RSS growth after warm-up < 5 % and no growing lag on any
+Targets: RSS growth after warm-up < 5 % and no growing lag on any
 internal topic; after the distinct-visits phase, RSS within 10 % of its value before the burst. A lag
 is *growing* when its least-squares rise over the measured window exceeds what the topic receives
 in :data:`GROWING_S` seconds (at least :data:`GROWING_MIN` records): the consumer fell that much
@@ -692,7 +692,7 @@ def render(r: dict, opts: Options) -> str:
     png = os.path.relpath(opts.png, opts.out.parent)
     lines = [
         BEGIN,
-        "## Soak (issue \"Hardening\", item 3)",
+        "## Soak",
         "",
         f"One run of `{r['command']}` ({r['finished_at']}, {r['machine']['cpus']} CPUs, Python "
         f"{r['machine']['python']}; {r['seconds']:.0f} s). A fresh local broker and **one** worker (memory:// store, "

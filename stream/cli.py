@@ -369,7 +369,7 @@ def bench(events: int = typer.Option(1_000_000, help="events pre-loaded for the 
           memory_sessions: Optional[int] = typer.Option(None, help="concurrent sessions of the memory measurement"),
           csv: Path = typer.Option(DEFAULT_UCI, help="UCI Online Shoppers CSV replayed as visits"),
           keep: bool = typer.Option(False, help="keep the temporary broker home and worker logs")) -> None:
-    """Benchmark on a fresh local broker (issue 5): ceiling, throughput, latency, scoring, scale, memory, profile;
+    """Benchmark on a fresh local broker: ceiling, throughput, latency, scoring, scale, memory, profile;
     training on a simulated shop's events and serving its model beside the UCI model."""
     from bench.run import QUICK, Options, run
 
