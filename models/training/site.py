@@ -10,7 +10,7 @@ Steps (:func:`train_site`):
    (:data:`PAGE_FOLDS` folds of visits), so no row's page values include its own purchase;
    validation rows read those of all training visits, as a worker would;
 4. rows: prefix states at fractions of each visit's events, cut strictly before its first purchase,
-   weighing 1 per visit;
+   weighing 1 per visit, most at its middle (:func:`point_weight`);
 5. LightGBM, early-stopped on the latest training visits; validation ROC-AUC by visit progress,
    PR-AUC, Brier; calibration chosen on validation scores (cross-fitted); score bands;
 6. the published model: refit on all visits with the same number of trees; page statistics of all
@@ -30,7 +30,7 @@ import numpy as np
 import orjson
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
-from models.features import SessionState, build_vocabulary
+from models.features import build_vocabulary
 from models.featuresets import SITE
 from models.intent import CALIBRATIONS, calibrate
 from models.pagestats import PageCounts, PageValues
@@ -50,10 +50,6 @@ MIDDLE_EMPHASIS = 1.5
 """A row at fraction ``q`` of its visit weighs ``1 - MIDDLE_EMPHASIS * |q - 0.5|`` (then each visit sums to 1):
 a score matters most mid-visit, while there is time to act on it, and is hardest there."""
 
-
-def point_weight(q: float) -> float:
-    """The relative weight of a training row at fraction ``q`` of its visit."""
-    return 1.0 - MIDDLE_EMPHASIS * abs(q - 0.5)
 EVAL_POINTS = (0.25, 0.5, 0.75, 1.0)
 """Fractions at which validation ROC-AUC is reported (validation rows are taken at these and the training points)."""
 MIN_CATEGORY_VISITS = 20
@@ -64,6 +60,11 @@ MAX_ROUNDS = 2000
 EARLY_STOP = 100
 
 Log = Callable[[str], None]
+
+
+def point_weight(q: float) -> float:
+    """The relative weight of a training row at fraction ``q`` of its visit."""
+    return 1.0 - MIDDLE_EMPHASIS * abs(q - 0.5)
 
 
 class TrainingDataError(ValueError):
@@ -86,12 +87,11 @@ class Rows:
     label: np.ndarray
     weight: np.ndarray
     progress: np.ndarray
-    finals: list[SessionState]
 
 
 def build_rows(visits: Sequence[Visit], lookups: Sequence[PageValues], vocabulary, points: Sequence[float]) -> Rows:
     """Rows at ``points`` of each visit (:func:`prefix_end`), each visit's pages read through its lookup."""
-    X, owner, label, weight, progress, finals = [], [], [], [], [], []
+    X, owner, label, weight, progress = [], [], [], [], []
     total = sum(point_weight(q) for q in points)
     for i, (visit, lookup) in enumerate(zip(visits, lookups)):
         ends = prefix_ends(visit, points)
@@ -106,21 +106,15 @@ def build_rows(visits: Sequence[Visit], lookups: Sequence[PageValues], vocabular
             label.append(int(visit.bought))
             weight.append(point_weight(q) / total)
             progress.append(q)
-        finals.append(states[-1])
     return Rows(np.asarray(X, dtype=np.float64), np.asarray(owner), np.asarray(label), np.asarray(weight),
-                np.asarray(progress), finals)
+                np.asarray(progress))
 
 
 def out_of_fold_lookups(visits: Sequence[Visit]) -> tuple[list[PageValues], PageCounts]:
     """Per visit, page statistics learned from the other folds' visits; and the counts of all of them."""
     fold = np.arange(len(visits)) % PAGE_FOLDS
     per_fold = [page_counts([v for v, f in zip(visits, fold) if f == k]) for k in range(PAGE_FOLDS)]
-    total = PageCounts()
-    for counts in per_fold:
-        for page, entry in counts.pages.items():
-            mine = total.pages.setdefault(page, [0.0] * len(entry))
-            for j, n in enumerate(entry):
-                mine[j] += n
+    total = page_counts(visits)
     tables = [total.minus(counts).table() for counts in per_fold]
     return [tables[f] for f in fold], total
 
@@ -180,8 +174,7 @@ def train_site(visits: Sequence[Visit], out: Path, source: str, log: Log = lambd
         f"training on {len(train)}, validating on the {len(valid)} latest")
 
     train_lookups, train_counts = out_of_fold_lookups(train)
-    contexts = [SITE.context(states[-1]) for states in
-                (replay(v, [v.learnable], train_counts.table()) for v in train)]
+    contexts = [SITE.context(replay(v, [v.learnable], lookup)[-1]) for v, lookup in zip(train, train_lookups)]
     vocabulary = build_vocabulary(contexts, SITE.categorical, MIN_CATEGORY_VISITS)
     rows = build_rows(train, train_lookups, vocabulary, TRAIN_POINTS)
     valid_table = train_counts.table()
@@ -210,7 +203,7 @@ def train_site(visits: Sequence[Visit], out: Path, source: str, log: Log = lambd
     meta = write_directory(out, published, source, vocabulary, calibration, bands, bands_rule, pages, metrics,
                            humans, learnable)
     write_report(out / "report", metrics, valid_rows, calibrated)
-    personas = fit_personas(learnable, pages, meta, published, vocabulary, calibration)
+    personas = fit_personas(learnable, pages, published, vocabulary, calibration)
     personas.save(out / "persona.json")
     log(f"wrote {out}: intent model {meta['version']}, {len(pages.pages)} pages with learned statistics, "
         f"personas {', '.join(personas.names)}")
@@ -253,7 +246,7 @@ def write_directory(out: Path, booster: lgb.Booster, source: str, vocabulary, ca
     return meta
 
 
-def fit_personas(visits: Sequence[Visit], pages: PageValues, meta: dict, booster: lgb.Booster, vocabulary,
+def fit_personas(visits: Sequence[Visit], pages: PageValues, booster: lgb.Booster, vocabulary,
                  calibration: dict) -> PersonaModel:
     """A persona model learned from the visits' final states (page statistics of all visits), in random order."""
     finals = [final_state(v, pages) for v in visits]
