@@ -138,3 +138,15 @@ def test_page_counts_subtract() -> None:
     both = PageCounts.of([(["home", "p1"], 10.0), (["home"], 0.0)])
     assert both.minus(a).pages["home"] == PageCounts.of([(["home"], 0.0)]).pages["home"]
     assert both.minus(a).pages["p1"] == [0.0] * 6
+
+
+def test_hostile_training_lines_are_counted_and_skipped() -> None:
+    good = buying_visit("s1")
+    hostile = [b"\x00\xff\xfe", b"null", b"[]", b"x" * 20_000, orjson.dumps({"padding": "y" * 20_000}),
+               event("page_view", "s2", 0.0).replace(b'"ts":"2026', b'"ts":"9999'),
+               event("page_view", "ann@example.com", 0.0), event("page_view", "4155550172", 0.0)]
+    report = ReadReport()
+    visits = read_visits([*hostile, *good], gap_s=1800, report=report)
+    assert [(v.session_id, v.size) for v in visits] == [("s1", 9)]
+    assert report.invalid_lines == len(hostile) and report.events == 9
+    assert "example.com" not in report.summary() and "4155550172" not in report.summary()
